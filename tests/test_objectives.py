@@ -1,0 +1,105 @@
+"""EFR reduction, RLR per-example semantics, optimizer and weight-decay mask."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from ul_jax import losses
+from ul_jax.objectives import classification_objective, make_optimizer, weight_decay_mask
+
+
+def _batch(seed=0, b=8, p=5, c=4):
+    rng = np.random.default_rng(seed)
+    h = jnp.asarray(rng.normal(size=(b, p)) * rng.uniform(0.5, 4.0, size=(b, 1)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(p, c)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, c, size=b), jnp.int32)
+    return h, w, y
+
+
+@pytest.mark.parametrize("loss", ["ce", "ul", "mse"])
+def test_rlr_step_equals_per_example_learning_rates(loss):
+    """One SGD step on the RLR objective of a linear head on fixed features equals SGD where
+    example i uses the learning rate η‖h_i‖."""
+    h, w, y = _batch()
+    eta = 0.3
+
+    def obj(w_, rlr):
+        return classification_objective(h @ w_, h, y, loss=loss, gamma=0.2, rlr=rlr)[0]
+
+    opt = optax.sgd(eta)
+    upd, _ = opt.update(jax.grad(obj)(w, True), opt.init(w))
+    w_rlr = optax.apply_updates(w, upd)
+
+    def ex_loss(w_, hi, yi):
+        return classification_objective((hi @ w_)[None], hi[None], yi[None], loss=loss,
+                                        gamma=0.2)[0]
+
+    per_ex_grads = jax.vmap(jax.grad(ex_loss), in_axes=(None, 0, 0))(w, h, y)  # (B, p, C)
+    lrs = eta * np.linalg.norm(np.asarray(h), axis=1)
+    expected = w - jnp.einsum("b,bpc->pc", lrs, per_ex_grads) / h.shape[0]
+    np.testing.assert_allclose(w_rlr, expected, rtol=1e-5, atol=1e-6)
+    # and it differs from the plain step (the test data has unequal feature norms)
+    upd_plain, _ = opt.update(jax.grad(obj)(w, False), opt.init(w))
+    assert not np.allclose(optax.apply_updates(w, upd_plain), w_rlr, atol=1e-4)
+
+
+def test_efr_is_a_sum_over_the_batch_and_its_feature_gradient_is_2_lambda_h():
+    h, w, y = _batch(1)
+    lam = 1e-3
+    total, aux = classification_objective(h @ w, h, y, loss="ce", efr_weight=lam)
+    np.testing.assert_allclose(aux["efr_term"], lam * np.sum(np.asarray(h) ** 2), rtol=1e-6)
+    np.testing.assert_allclose(total, aux["loss"] + aux["efr_term"], rtol=1e-6)
+    g_with = jax.grad(lambda f: classification_objective(f @ w, f, y, efr_weight=lam)[0])(h)
+    g_without = jax.grad(lambda f: classification_objective(f @ w, f, y)[0])(h)
+    np.testing.assert_allclose(g_with - g_without, 2 * lam * h, rtol=1e-4, atol=1e-7)
+
+
+def test_mask_ignores_padding_rows():
+    h, w, y = _batch(2)
+    mask = jnp.asarray([1, 1, 1, 1, 1, 0, 0, 0], jnp.float32)
+    garbage = h.at[5:].set(1e6)
+    a, aux_a = classification_objective(garbage @ w, garbage, y, loss="ul", efr_weight=1e-3,
+                                        rlr=True, mask=mask)
+    b, aux_b = classification_objective(h[:5] @ w, h[:5], y[:5], loss="ul", efr_weight=1e-3,
+                                        rlr=True)
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    np.testing.assert_allclose(aux_a["loss"], aux_b["loss"], rtol=1e-5)
+
+
+def test_objective_loss_matches_losses_module():
+    h, w, y = _batch(3)
+    _, aux = classification_objective(h @ w, h, y, loss="ul", gamma=0.5)
+    np.testing.assert_allclose(aux["loss"], losses.unhinged_loss(h @ w, y, 0.5).mean(), rtol=1e-6)
+    with pytest.raises(ValueError, match="loss='focal'"):
+        classification_objective(h @ w, h, y, loss="focal")
+
+
+def test_optimizer_cosine_schedule_and_coupled_weight_decay():
+    tx, sched = make_optimizer(learning_rate=0.1, total_steps=100, momentum=0.0, weight_decay=0.5)
+    assert float(sched(0)) == pytest.approx(0.1)
+    assert float(sched(50)) == pytest.approx(0.05, rel=1e-5)
+    assert float(sched(100)) == pytest.approx(0.0, abs=1e-8)
+    params = {"dense": {"kernel": jnp.ones((2,)), "bias": jnp.ones((2,))}}
+    grads = jax.tree.map(jnp.zeros_like, params)
+    upd, _ = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(upd["dense"]["kernel"], -0.1 * 0.5 * np.ones(2), rtol=1e-6)
+    tx_k, _ = make_optimizer(learning_rate=0.1, total_steps=100, momentum=0.0, weight_decay=0.5,
+                             weight_decay_on="kernels")
+    upd, _ = tx_k.update(grads, tx_k.init(params), params)
+    np.testing.assert_allclose(upd["dense"]["bias"], 0.0)
+    assert weight_decay_mask(params, "kernels") == {"dense": {"kernel": True, "bias": False}}
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(learning_rate=-1.0), "learning_rate=-1.0"),
+    (dict(weight_decay=-5e-4), "weight_decay=-0.0005"),
+    (dict(total_steps=0), "total_steps=0"),
+    (dict(schedule="step"), "schedule='step'"),
+])
+def test_optimizer_bad_arguments(kw, match):
+    args = dict(learning_rate=0.1, total_steps=10)
+    args.update(kw)
+    with pytest.raises(ValueError, match=match):
+        make_optimizer(**args)
