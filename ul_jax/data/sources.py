@@ -1,0 +1,152 @@
+"""One entry point, :func:`load_dataset`, for every in-memory dataset, chosen by ``source``.
+
+======================  ===================  =====================================================
+name                    source               what
+======================  ===================  =====================================================
+``cifar10``             tfds / image_folder  CIFAR-10 (image_folder: ``<data_dir>/cifar10.tar.gz``,
+                                             the offline JPEG copy)
+``cifar100``            tfds / image_folder  CIFAR-100 (not available offline here)
+``svhn_cropped``        tfds / image_folder  SVHN cropped digits (OOD test set; not offline here)
+``digits``              digits               sklearn's real 8×8 handwritten digits, resized RGB,
+                                             seeded stratified 75/25 train/test split
+``digits_far_ood``      digits               all 1,797 sklearn digits as 32×32 RGB: an offline
+                                             far-OOD set for CIFAR-10 (digits, like SVHN — but not
+                                             SVHN)
+``cifar10_split_id``    tfds / image_folder  CIFAR-10 classes 0–5 (airplane … dog), labels 0–5:
+                                             the in-distribution half of a near-OOD class split
+``cifar10_split_near_ood``  tfds / image_folder  CIFAR-10 classes 6–9 (frog, horse, ship,
+                                             truck), relabelled 0–3: the near-OOD half
+======================  ===================  =====================================================
+
+``imagenet2012`` / ImageNet-100 do not fit in memory: see :mod:`ul_jax.data.imagenet`.
+
+``image_folder`` resolves ``name`` to ``path`` if given, else to the first existing of
+``<data_dir>/<name>.tar.gz``, ``.tgz``, ``.tar``, ``<data_dir>/<name>/`` with ``data_dir``
+defaulting to ``$UL_JAX_DATA_DIR`` or ``<repo>/../shared/data``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ul_jax.data import _cache
+from ul_jax.data.dataset import ArrayDataset, select_classes
+from ul_jax.data.digits import load_digits
+from ul_jax.data.image_folder import _missing_path_error, load_image_folder
+from ul_jax.data.long_tail import make_long_tailed
+from ul_jax.data.tfds_source import load_tfds
+
+__all__ = [
+    "SOURCES",
+    "DIGITS_NAMES",
+    "NEAR_OOD_ID_CLASSES",
+    "NEAR_OOD_OOD_CLASSES",
+    "resolve_image_folder",
+    "load_dataset",
+]
+
+SOURCES = ("tfds", "image_folder", "digits")
+DIGITS_NAMES = ("digits", "digits_far_ood")
+NEAR_OOD_ID_CLASSES = (0, 1, 2, 3, 4, 5)
+NEAR_OOD_OOD_CLASSES = (6, 7, 8, 9)
+_CIFAR10_SPLITS = {
+    "cifar10_split_id": NEAR_OOD_ID_CLASSES,
+    "cifar10_split_near_ood": NEAR_OOD_OOD_CLASSES,
+}
+
+
+def resolve_image_folder(
+    name: str, data_dir: str | os.PathLike | None = None, path: str | os.PathLike | None = None
+) -> Path:
+    """The archive or directory of dataset ``name`` (see the module docstring)."""
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise _missing_path_error(p)
+        return p
+    base = Path(data_dir).expanduser() if data_dir is not None else _cache.default_data_dir()
+    candidates = [base / f"{name}.tar.gz", base / f"{name}.tgz", base / f"{name}.tar", base / name]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise FileNotFoundError(
+        f"no image folder for dataset {name!r}: none of {[str(c) for c in candidates]} exists. "
+        f"Put an ImageFolder archive (split/class_name/image) there, pass path=..., or set "
+        f"${_cache.ENV_DATA_DIR} (default <repo>/../shared/data, which has cifar10.tar.gz on the "
+        "project's machines). CIFAR-100 and SVHN are not available offline: use source='tfds' "
+        "where the network allows."
+    )
+
+
+def _load_base(
+    name: str, split: str, source: str, data_dir, path, image_size, cache: bool, cache_dir
+) -> ArrayDataset:
+    if source == "tfds":
+        if image_size is not None:
+            raise ValueError("image_size is not supported with source='tfds' (images keep their size)")
+        return load_tfds(name, split, data_dir=data_dir, cache=cache, cache_dir=cache_dir)
+    folder = resolve_image_folder(name, data_dir, path)
+    images, labels, class_names = load_image_folder(
+        folder, split, image_size=image_size, cache=cache, cache_dir=cache_dir
+    )
+    return ArrayDataset(name, split, images, labels, class_names)
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    *,
+    source: str = "tfds",
+    data_dir: str | os.PathLike | None = None,
+    path: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    seed: int = 0,
+    imbalance_ratio: float | None = None,
+    imbalance_kind: str = "exp",
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> ArrayDataset:
+    """Loads ``split`` of dataset ``name`` from ``source`` into memory.
+
+    Args:
+      name: see the module docstring.
+      split: ``"train"`` / ``"test"`` (tfds split strings work with ``source="tfds"``; digits
+        also accept ``"all"``).
+      source: ``"tfds"``, ``"image_folder"`` or ``"digits"`` (required for the digits names).
+      data_dir: tfds data_dir, or the folder holding image-folder archives.
+      path: explicit archive/directory for ``source="image_folder"``.
+      image_size: digits: output side (default 16 for ``digits``, 32 for ``digits_far_ood``);
+        image_folder: optional resize; tfds: not supported.
+      seed: digits split seed and long-tailed subset seed.
+      imbalance_ratio: if given, the *train* split is subsampled to the LDAM-DRW long-tailed
+        profile ``imbalance_kind`` (``"exp"``/``"step"``); other splits stay balanced.
+      cache, cache_dir: decoded-array cache (image_folder and tfds).
+
+    Returns:
+      :class:`ArrayDataset` (uint8 ``(n, H, W, 3)`` images, int32 labels).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}; got source={source!r}")
+    if (name in DIGITS_NAMES) != (source == "digits"):
+        raise ValueError(
+            f"dataset {name!r} with source={source!r}: the digits datasets {DIGITS_NAMES} need "
+            "source='digits', and source='digits' serves only those"
+        )
+    if name == "digits":
+        ds = load_digits(split, image_size=image_size or 16, seed=seed)
+    elif name == "digits_far_ood":
+        if split not in ("test", "all"):
+            raise ValueError(f"digits_far_ood is an evaluation set: split must be 'test' or 'all'; got {split!r}")
+        ds = load_digits("all", image_size=image_size or 32, seed=seed, name="digits_far_ood")
+        ds = ArrayDataset(ds.name, split, ds.images, ds.labels, ds.class_names)
+    elif name in _CIFAR10_SPLITS:
+        base = _load_base("cifar10", split, source, data_dir, path, image_size, cache, cache_dir)
+        if base.num_classes != 10:
+            raise ValueError(f"{name} needs CIFAR-10 (10 classes); the source has {base.num_classes}")
+        ds = select_classes(base, _CIFAR10_SPLITS[name], name=name)
+    else:
+        ds = _load_base(name, split, source, data_dir, path, image_size, cache, cache_dir)
+    if imbalance_ratio is not None and split == "train":
+        ds = make_long_tailed(ds, imbalance_ratio, imbalance_kind, seed)  # type: ignore[arg-type]
+    return ds
