@@ -118,7 +118,10 @@ class ResNet(nn.Module):
 
 
 def _etf_init(num_classes: int, dim: int, seed: int, scale: float) -> np.ndarray:
-    return np.asarray(simplex_etf(jax.random.PRNGKey(seed), num_classes, dim, scale=scale))
+    # A host-side constant of (seed, C, p): computed eagerly even when ``model.init`` is traced
+    # under ``jit`` (simplex_etf orthogonalizes in NumPy, which cannot take tracers).
+    with jax.ensure_compile_time_eval():
+        return np.asarray(simplex_etf(jax.random.PRNGKey(seed), num_classes, dim, scale=scale))
 
 
 class ClassifierHead(nn.Module):

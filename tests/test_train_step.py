@@ -1,0 +1,206 @@
+"""Train/eval steps: fixed prototypes, the non-finite guard, masked eval, Fig. 19 metrics, and the
+sharded step on 8 fake CPU devices against 1 device."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ul_jax import data as D
+from ul_jax.models import build_model
+from ul_jax.objectives import make_optimizer
+from ul_jax.prototypes import simplex_etf
+from ul_jax.train import (
+    StepConfig,
+    decode_nonfinite,
+    evaluate,
+    jit_eval_step,
+    jit_init_state,
+    jit_train_step,
+    prototype_metrics,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    train = D.load_dataset("digits", "train", source="digits", image_size=8)
+    test = D.load_dataset("digits", "test", source="digits", image_size=8)
+    mean, std = D.channel_stats(train.images)
+    return train, test, tuple(map(float, mean)), tuple(map(float, std))
+
+
+def _setup(head, loss, digits8, *, debug_step=-1, lr=0.1):
+    train, _, mean, std = digits8
+    model = build_model("resnet8", 10, head=head, final_relu=head == "linear",
+                        head_bias=head != "fnpal", width_multiplier=0.25)
+    tx, sched = make_optimizer(learning_rate=lr, total_steps=20, momentum=0.9, weight_decay=5e-4)
+    cfg = StepConfig(loss=loss, mean=mean, std=std, augment="crop", crop_padding=2,
+                     debug_nonfinite_at_step=debug_step)
+    mesh = D.data_mesh()
+    state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
+    step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
+    batches = D.train_batches(train.images, train.labels, D.batch_layout(64), seed=0)
+    return model, cfg, mesh, state, step, batches
+
+
+def _run3(head, digits8):
+    model, cfg, mesh, state, step, batches = _setup(head, "ul", digits8)
+    state0 = jax.device_get(state)
+    for _ in range(3):
+        state, m = step(state, D.to_global_array(next(batches), mesh))
+        assert int(m["nonfinite"]) == 0
+    return model, cfg, mesh, state0, state
+
+
+@pytest.fixture(scope="module")
+def pal_run(digits8):
+    return _run3("pal", digits8)
+
+
+@pytest.mark.parametrize("head", ["pal", "fnpal"])
+def test_prototypes_fixed_bit_exact(head, digits8, pal_run):
+    _, _, _, state0, state = pal_run if head == "pal" else _run3(head, digits8)
+    protos0 = np.asarray(state0.prototypes["head"]["kernel"])
+    params0 = state0.params
+    np.testing.assert_array_equal(np.asarray(state.prototypes["head"]["kernel"]), protos0)
+    # the prototypes are the ETF of the model's seed and not among the trained parameters
+    np.testing.assert_allclose(protos0, np.asarray(simplex_etf(jax.random.PRNGKey(0), 10, 16)),
+                               atol=1e-6)
+    assert "kernel" not in state.params.get("head", {})
+    # while the trunk did train
+    k0 = params0["trunk"]["conv_init"]["kernel"]
+    assert np.max(np.abs(np.asarray(state.params["trunk"]["conv_init"]["kernel"]) - k0)) > 1e-4
+    assert int(state.step) == 3
+
+
+def test_nonfinite_update_is_refused(digits8):
+    _, _, mesh, state, step, batches = _setup("linear", "ce", digits8, debug_step=2)
+    state, m1 = step(state, D.to_global_array(next(batches), mesh))
+    assert int(m1["nonfinite"]) == 0
+    before = jax.device_get(state)
+    state, m2 = step(state, D.to_global_array(next(batches), mesh))
+    names = decode_nonfinite(int(m2["nonfinite"]))
+    assert "updated parameters" in names and "loss" not in names
+    after = jax.device_get(state)
+    assert int(after.step) == 2  # the step counter advances ...
+    # ... but params, BN statistics and optimizer state keep their old (finite) values
+    for name in ("params", "batch_stats", "opt_state"):
+        jax.tree.map(np.testing.assert_array_equal, getattr(after, name), getattr(before, name))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(after.params))
+
+
+def test_eval_counts_every_example_once(digits8, pal_run):
+    _, test, mean, std = digits8
+    model, cfg, mesh, _, state = pal_run
+    eval_fn = jit_eval_step(model, cfg, mesh)
+    out = evaluate(eval_fn, state, D.eval_batches(test.images, test.labels, D.batch_layout(128)),
+                   mesh)
+    assert out["eval/count"] == len(test) == 450  # 4 batches, the last one padded with 62 rows
+    # reference: one unbatched forward pass over the whole test set
+    x = D.cifar_eval_transform(test.images, mean, std)
+    logits, feats = model.apply(state.variables(), x, train=False)
+    acc = float(np.mean(np.argmax(np.asarray(logits), -1) == test.labels))
+    assert out["eval/accuracy"] == pytest.approx(acc, abs=1e-9)
+    assert out["eval/feature_norm"] == pytest.approx(
+        float(np.mean(np.linalg.norm(np.asarray(feats), axis=-1))), rel=1e-5)
+
+
+def test_prototype_metrics_fig19():
+    w = simplex_etf(jax.random.PRNGKey(1), 10, 16, scale=2.0)
+    m = jax.device_get(prototype_metrics(w))
+    assert m["prototype_norm_ratio"] == pytest.approx(1.0, abs=1e-5)
+    assert m["prototype_min_norm"] == pytest.approx(2.0, rel=1e-5)
+    assert m["prototype_min_angle"] == pytest.approx(math.degrees(math.acos(-1 / 9)), abs=1e-3)
+    # two prototypes 30° apart, one 3× longer
+    w2 = np.zeros((3, 3), np.float32)
+    w2[:, 0] = [1, 0, 0]
+    w2[:, 1] = [3 * math.cos(math.radians(30)), 3 * math.sin(math.radians(30)), 0]
+    w2[:, 2] = [0, 0, -1.5]
+    m2 = jax.device_get(prototype_metrics(jnp.asarray(w2)))
+    assert m2["prototype_norm_ratio"] == pytest.approx(3.0, rel=1e-5)
+    assert m2["prototype_min_norm"] == pytest.approx(1.0, rel=1e-5)
+    assert m2["prototype_min_angle"] == pytest.approx(30.0, abs=1e-2)
+
+
+_SHARDED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    from ul_jax import data as D
+    from ul_jax.models import build_model
+    from ul_jax.objectives import make_optimizer
+    from ul_jax.train import StepConfig, jit_init_state, jit_train_step
+
+    assert jax.device_count() == 8, jax.devices()
+    ds = D.load_dataset("digits", "train", source="digits", image_size=8)
+    mean, std = (tuple(map(float, v)) for v in D.channel_stats(ds.images))
+    model = build_model("resnet8", 10, head="pal", final_relu=False, width_multiplier=0.25)
+    tx, sched = make_optimizer(learning_rate=0.1, total_steps=10, momentum=0.9, weight_decay=5e-4)
+    cfg = StepConfig(loss="ul", mean=mean, std=std, augment="crop_flip", crop_padding=2)
+    out, states = {}, {}
+    for ndev in (8, 1):
+        mesh = D.data_mesh(jax.devices()[:ndev])
+        state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
+        step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
+        for b in D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0, 0, 2):
+            gb = D.to_global_array(b, mesh)
+            assert len(gb["image"].sharding.device_set) == ndev
+            assert len(gb["image"].addressable_shards) == ndev
+            state, m = step(state, gb)
+        leaf = state.params["trunk"]["conv_init"]["kernel"]
+        assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == ndev
+        states[ndev] = jax.device_get(state)
+        out[f"nonfinite_{ndev}"] = int(m["nonfinite"])
+
+    def maxdiff(a, b):
+        return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    def maxabs(a):
+        return max(float(np.max(np.abs(np.asarray(x)))) for x in jax.tree.leaves(a))
+    for name in ("params", "batch_stats", "opt_state"):
+        out[f"{name}_maxdiff"] = maxdiff(getattr(states[8], name), getattr(states[1], name))
+        out[f"{name}_maxabs"] = maxabs(getattr(states[1], name))
+    out["step"] = [int(states[8].step), int(states[1].step)]
+
+    # BatchNorm over a sharded batch uses the *global* batch mean: the first BN's statistics
+    # equal the 1-device ones and differ from those of device 0's 8-example shard alone.
+    x = D.cifar_eval_transform(next(D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0))["image"], mean, std)
+    variables = jax.device_get(states[1]).variables()
+    def bn_stats(xx):
+        _, new = model.apply(variables, xx, train=True, mutable=["batch_stats"])
+        return new["batch_stats"]["trunk"]["bn_init"]["mean"]
+    mesh8 = D.data_mesh()
+    xs = jax.device_put(x, D.data_sharding(mesh8))
+    sharded = np.asarray(jax.jit(bn_stats)(xs))
+    single = np.asarray(jax.jit(bn_stats)(x))
+    shard0 = np.asarray(jax.jit(bn_stats)(x[:8]))
+    out["bn_global_vs_single"] = float(np.max(np.abs(sharded - single)))
+    out["bn_global_vs_shard0"] = float(np.max(np.abs(sharded - shard0)))
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_sharded_step_matches_single_device(tmp_path):
+    script = tmp_path / "sharded.py"
+    script.write_text(_SHARDED_SCRIPT)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    r = json.loads(line[len("RESULT "):])
+    assert r["step"] == [2, 2] and r["nonfinite_8"] == r["nonfinite_1"] == 0
+    for name in ("params", "batch_stats", "opt_state"):
+        assert r[f"{name}_maxdiff"] <= 1e-5 * max(1.0, r[f"{name}_maxabs"]), (name, r)
+    assert r["bn_global_vs_single"] < 1e-5, r
+    assert r["bn_global_vs_shard0"] > 1e-3, r
