@@ -1,5 +1,6 @@
-"""Benchmarks: ``python -m launch.bench ufm [--steps N] [--dtype float32|float64] [--json F]``
-or ``python -m launch.bench data [...]``.
+"""Benchmarks: ``python -m launch.bench ufm [--steps N] [--dtype float32|float64] [--json F]``,
+``python -m launch.bench train [--model resnet18] [--batch 128] [--dtype float32|bfloat16]`` or
+``python -m launch.bench data [...]``.
 
 Speed is only measured here, never in tests. Each figure is reported next to a baseline measured
 in the same run (these machines are noisy), with the device it ran on.
@@ -27,13 +28,31 @@ def _ufm(argv):
   return 0
 
 
+def _train(argv):
+  from ul_jax import bench_train
+
+  ap = argparse.ArgumentParser(prog="python -m launch.bench train")
+  ap.add_argument("--model", default="resnet18")
+  ap.add_argument("--batch", type=int, default=128)
+  ap.add_argument("--steps", type=int, default=5)
+  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  ap.add_argument("--json", default=None, help="also write the numbers to this file")
+  args = ap.parse_args(argv)
+  out = bench_train.train_benchmark(args.model, args.batch, args.steps, args.dtype)
+  print(json.dumps(out, indent=2))
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(out, f, indent=2)
+  return 0
+
+
 def _data(argv):
   from launch import bench_data
 
   return bench_data.main(argv) or 0
 
 
-SUITES = {"ufm": _ufm, "data": _data}
+SUITES = {"ufm": _ufm, "train": _train, "data": _data}
 
 
 def main(argv=None):

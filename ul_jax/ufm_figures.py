@@ -31,7 +31,10 @@ __all__ = ["sweep_parameters", "make_problem", "run", "plot", "save", "growth_ra
 # --------------------------------------------------------------------------------------------
 # problem and parameters
 # --------------------------------------------------------------------------------------------
-def _resolve_weight_decay(value, gamma: float, num_classes: int, num_per_class: int) -> float:
+def _resolve_weight_decay(value, gamma: float, num_classes: int, num_per_class: int,
+                          critical: bool = False) -> float:
+    if critical:
+        value = "critical"
     if isinstance(value, str):
         if value != "critical":
             raise ValueError(
@@ -39,7 +42,8 @@ def _resolve_weight_decay(value, gamma: float, num_classes: int, num_per_class: 
             )
         # Corollary 5's λ* = σ₁ = (1+γ)/(C√N), as the paper's figures use it. For γ > 2/(C−2) the
         # true threshold is |σ₂| (ufm.critical_weight_decay), and at σ₁ the E2− mode still grows.
-        return float(ufm.eigenvalues(num_classes, num_per_class, gamma)[0])
+        with jax.enable_x64(True):  # λ* must be exact to float64: a float32 λ* drifts ‖Z‖
+            return float(ufm.eigenvalues(num_classes, num_per_class, gamma)[0])
     value = float(value)
     if value < 0:
         raise ValueError(f"config.weight_decay must be >= 0; got {value}")
@@ -49,7 +53,7 @@ def _resolve_weight_decay(value, gamma: float, num_classes: int, num_per_class: 
 def sweep_parameters(config) -> dict[str, np.ndarray]:
     """Per-sweep-value hyper-parameters ``{gamma, lr, s, weight_decay}``, each ``(n_sweep,)``.
 
-    ``weight_decay = 'critical'`` resolves to Corollary 5's λ*(γ) = (1+γ)/(C√N) for that γ (the
+    ``config.critical_weight_decay = True`` (or a swept weight-decay value ``'critical'``) resolves to Corollary 5's λ*(γ) = (1+γ)/(C√N) for that γ (the
     true threshold only for γ ≤ 2/(C−2); see :func:`ul_jax.ufm.critical_weight_decay`).
     """
     field = config.sweep_field
@@ -72,7 +76,8 @@ def sweep_parameters(config) -> dict[str, np.ndarray]:
         out["lr"].append(float(p["lr"]))
         out["s"].append(float(p["s"]))
         out["weight_decay"].append(_resolve_weight_decay(
-            p["weight_decay"], gamma, config.num_classes, config.num_per_class))
+            p["weight_decay"], gamma, config.num_classes, config.num_per_class,
+            critical=config.critical_weight_decay and field != "weight_decay"))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -222,15 +227,22 @@ def growth_rates(config, params, norm_z: np.ndarray, window_steps: int = 2000) -
     rows = []
     for i in range(len(params["gamma"])):
         gamma, lr, s, lam = (float(params[k][i]) for k in ("gamma", "lr", "s", "weight_decay"))
-        sig1, sig2 = (float(x) for x in ufm.eigenvalues(config.num_classes,
-                                                         config.num_per_class, gamma))
+        with jax.enable_x64(True):
+            sig1, sig2 = (float(x) for x in ufm.eigenvalues(config.num_classes,
+                                                             config.num_per_class, gamma))
         radius = abs(1 - s * lr * lam)
         for sig in (sig1, -sig1, sig2, -sig2):
             t = np.array([[1 - s * lr * lam, s * lr * sig], [lr * sig, 1 - lr * lam]])
             radius = max(radius, float(np.max(np.abs(np.linalg.eigvals(t)))))
-        measured = (math.log(norm_z[i, -1]) - math.log(norm_z[i, -1 - m])) / (m * config.record_every)
+        a, b = float(norm_z[i, -1 - m]), float(norm_z[i, -1])
+        if a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b):
+            measured = (math.log(b) - math.log(a)) / (m * config.record_every)
+        else:  # under- or overflowed: nothing to measure
+            measured = float("nan")
         predicted = math.log(radius)
-        rel = abs(measured - predicted) / max(abs(predicted), 1e-300)
+        # relative to the scale of the per-step rates (η·σ₁), so a predicted rate of 0 (λ = λ*)
+        # is judged by how close the measurement is to 0 on that scale
+        rel = abs(measured - predicted) / max(abs(predicted), lr * sig1 * max(s, 1.0))
         rows.append({"gamma": gamma, "lr": lr, "s": s, "weight_decay": lam,
                      "measured": measured, "predicted": predicted, "rel_error": rel})
     return rows

@@ -21,7 +21,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.lr = 0.1                      # η₂ (W, b); H uses s·η₂
   c.s = 1.0
   c.gamma = 1.0 / 99.0
-  c.weight_decay = 0.0            # λ₁ = λ₂ = λ; the string "critical" means λ* = (1+γ)/(C√N)
+  c.weight_decay = 0.0            # λ₁ = λ₂ = λ (a swept value may be the string "critical")
+  c.critical_weight_decay = False # True: λ = λ*(γ) = (1+γ)/(C√N) of Corollary 5, for each γ
   c.rescaled = False              # spherical case: rescaled learning rate
   c.sweep_field = "gamma"         # gamma | lr | s | weight_decay | rescaled_lr (spherical)
   c.sweep_values = (1.0 / 99.0,)

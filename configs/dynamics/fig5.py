@@ -13,7 +13,7 @@ def get_config():
   c = base_config()
   c.figure = "fig5_critical_gamma"
   c.title = "Fig. 5: λ = λ*(γ), γ sweep"
-  c.weight_decay = "critical"
+  c.critical_weight_decay = True
   c.sweep_field = "gamma"
   c.sweep_values = (0.0, 0.1, 0.01, 0.001, 1.0 / 99.0)
   c.sweep_labels = ("γ=0", "γ=0.1", "γ=0.01", "γ=0.001", "γ=1/99")

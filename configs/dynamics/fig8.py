@@ -13,7 +13,7 @@ def get_config():
   c.title = "Fig. 8: scale sweep s = η₁/η₂ at λ = λ*"
   c.gamma = 1.0 / 99.0
   c.lr = 0.5
-  c.weight_decay = "critical"
+  c.critical_weight_decay = True
   c.sweep_field = "s"
   c.sweep_values = (0.01, 0.05, 0.1, 0.5, 1.0)
   c.sweep_labels = ("s=0.01", "s=0.05", "s=0.1", "s=0.5", "s=1")
