@@ -167,7 +167,8 @@ def _unconstrained_sweep(config, params, h0, w0, b0, closed: bool):
     n = config.num_per_class
     steps = _record_steps(config)
 
-    def one(gamma, lr, s, lam):
+    # (H0, W0, b0) are jit arguments, not closed-over constants: XLA would constant-fold them.
+    def one(gamma, lr, s, lam, h0, w0, b0):
         ref = _references(h0, w0, gamma, s, n)
         metrics_fn = lambda h, w, b: unconstrained_metrics(h, w, b, ref, gamma, n)  # noqa: E731
         lrs = jnp.full((config.steps,), lr, h0.dtype)
@@ -176,7 +177,7 @@ def _unconstrained_sweep(config, params, h0, w0, b0, closed: bool):
             record_every=config.record_every, metrics_fn=metrics_fn)
         return traj
 
-    def one_closed(gamma, lr, s, lam):
+    def one_closed(gamma, lr, s, lam, h0, w0, b0):
         ref = _references(h0, w0, gamma, s, n)
 
         def at(k):
@@ -188,23 +189,24 @@ def _unconstrained_sweep(config, params, h0, w0, b0, closed: bool):
 
     args = tuple(jnp.asarray(params[k], h0.dtype) for k in ("gamma", "lr", "s", "weight_decay"))
     t0 = time.perf_counter()
-    sim = jax.block_until_ready(jax.jit(jax.vmap(one))(*args))
+    sweep = lambda f: jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, None, None, None)))  # noqa: E731
+    sim = jax.block_until_ready(sweep(one)(*args, h0, w0, b0))
     t_sim = time.perf_counter() - t0
     out = {"sim": sim, "time_sim_s": t_sim}
     if closed:
         t0 = time.perf_counter()
-        out["closed"] = jax.block_until_ready(jax.jit(jax.vmap(one_closed))(*args))
+        out["closed"] = jax.block_until_ready(sweep(one_closed)(*args, h0, w0, b0))
         out["time_closed_s"] = time.perf_counter() - t0
     return out
 
 
 def _spherical_sweep(config, params, h0, w0):
     n = config.num_per_class
-    metrics_fn = lambda h: spherical_metrics(h, w0, n)  # noqa: E731
     out = {}
     t0 = time.perf_counter()
     for rescaled in (False, True):
-        def one(gamma, lr):
+        def one(gamma, lr, h0, w0):
+            metrics_fn = lambda h: spherical_metrics(h, w0, n)  # noqa: E731
             lrs = jnp.full((config.steps,), lr, h0.dtype)
             _, traj = ufm.spherical_descent(h0, w0, lrs, gamma=gamma, rescaled=rescaled,
                                             record_every=config.record_every,
@@ -213,7 +215,7 @@ def _spherical_sweep(config, params, h0, w0):
 
         args = (jnp.asarray(params["gamma"], h0.dtype), jnp.asarray(params["lr"], h0.dtype))
         out["rescaled" if rescaled else "plain"] = jax.block_until_ready(
-            jax.jit(jax.vmap(one))(*args))
+            jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))(*args, h0, w0))
     out["time_sim_s"] = time.perf_counter() - t0
     return out
 
