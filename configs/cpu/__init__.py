@@ -1,0 +1,6 @@
+"""CPU-scale reproduction suite on real CIFAR-10 (the offline archive), for 2-core machines.
+
+``configs/cpu/cifar10.py`` takes a paper config of ``configs/paper/`` and scales it down;
+``configs/cpu/suite.py`` lists the runs of ``python -m launch.reproduce --suite cpu`` (see
+``docs/REPRODUCTION.md`` for the protocol and the measured throughput).
+"""

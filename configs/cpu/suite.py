@@ -1,0 +1,37 @@
+"""The runs of ``python -m launch.reproduce --suite cpu`` (order = run order; see
+``docs/REPRODUCTION.md``). Each run is ``ul_jax.reproduce.Run(name, config, claims, setting,
+variant, ood)``; configs are ``configs/cpu/cifar10.py`` arguments.
+
+Budget (measured, see the docs): ≈ 6 min per run on a loaded 2-core CPU, 17 runs ≈ 100 min per
+seed. ``--suite cpu_step`` adds the step-imbalance (ρ = 100) runs of Table 2 / Table 4 (4 runs).
+"""
+
+from ul_jax.reproduce import Run
+
+_CFG = "configs/cpu/cifar10.py"
+FAR = ("digits_far_ood",)                      # sklearn digits: an offline stand-in for SVHN
+NEAR = ("cifar10_split_near_ood", "digits_far_ood")
+
+
+def _run(name, variant, data, claims, ood=FAR):
+  return Run(name=name, config=f"{_CFG}:{variant},{data}", claims=claims, setting=data,
+             variant=variant, ood=ood)
+
+
+RUNS = (
+    # claim 1 (Fig. 19): plain UL, learnable linear head; expected to stop with NonFiniteError
+    Run(name="c1_ul", config=f"{_CFG}:ul,full", claims=("claim1",), setting="full", variant="ul",
+        ood=(), expect_nonfinite=True),
+    # claim 2 (Fig. 2): CE vs UL+PAL vs UL+FNPAL with / without RLR, balanced CIFAR-10
+    *(_run(f"c2_{v}", v, "full", ("claim2",)) for v in ("ce", "ul_pal", "ul_fnpal",
+                                                         "ul_fnpal_rlr")),
+    # claims 3, 4 (+ far-OOD of 5): long-tailed CIFAR-10, with / without EFR
+    *(_run(f"c3_{d}_{v}", v, d, ("claim3", "claim4", "claim5"))
+      for d in ("exp100", "exp10") for v in ("ce", "ce_efr", "ul_pal", "ul_pal_efr")),
+    # claim 5 (Table 3 / Fig. 3): near-OOD (CIFAR-10 classes 6-9) and far-OOD, with / without EFR
+    *(_run(f"c5_split_{v}", v, "split", ("claim4", "claim5"), NEAR)
+      for v in ("ce", "ce_efr", "ul_pal", "ul_pal_efr")),
+)
+
+STEP_RUNS = tuple(_run(f"c3_step100_{v}", v, "step100", ("claim3", "claim4", "claim5"))
+                  for v in ("ce", "ce_efr", "ul_pal", "ul_pal_efr"))

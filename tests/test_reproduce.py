@@ -1,0 +1,257 @@
+"""The paper configs (``configs/paper/``), the CPU suite configs and the suite runner
+(:mod:`ul_jax.reproduce`, ``python -m launch.reproduce``)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.cpu import cifar10 as cpu_cifar10
+from configs.paper import fig2, fig19, table2, table3
+from launch import reproduce as cli
+from ul_jax import reproduce as rp
+from ul_jax.objectives import make_optimizer
+from ul_jax.train import (
+    NUM_CLASSES,
+    StepConfig,
+    build_model_from_config,
+    create_train_state,
+    train_step,
+    validate_config,
+)
+
+PAPER_MODULES = (fig2, fig19, table2, table3)
+ARCH_OF = {"cifar10": "resnet18", "cifar10_split_id": "resnet18", "cifar100": "resnet34",
+           "imagenet100": "resnet50"}
+
+
+def _all_paper_configs():
+  for mod in PAPER_MODULES:
+    for arg in mod.ARGS:
+      yield mod.__name__, arg, mod.get_config(arg)
+
+
+def test_paper_configs_are_the_paper_settings():
+  n = 0
+  for name, arg, c in _all_paper_configs():
+    validate_config(c, device_count=1)
+    where = f"{name}:{arg}"
+    assert c.batch_size == 256, where
+    assert (c.optimizer.lr, c.optimizer.momentum, c.optimizer.weight_decay,
+            c.optimizer.schedule) == (0.1, 0.9, 5e-4, "cosine"), where
+    assert c.num_train_steps == -1, where
+    assert c.num_epochs == (100 if c.data.name == "imagenet100" else 200), where
+    assert c.model.arch == ARCH_OF[c.data.name], where
+    assert c.model.width_multiplier == 1.0 and c.model.dtype == "float32", where
+    if c.variant.endswith("_efr"):
+      assert c.objective.efr_weight > 0, where
+    else:
+      assert c.objective.efr_weight == 0, where
+    n += 1
+  assert n == sum(len(m.ARGS) for m in PAPER_MODULES) > 150
+  # the λ values of the tables and the data settings
+  assert table2.get_config("ce_efr,exp100").objective.efr_weight == 1e-5
+  assert table2.get_config("ul_pal_efr,exp100").objective.efr_weight == 1e-6
+  c = table2.get_config("ul_pal_efr,c100_step10,lam=5e-7")
+  assert (c.data.name, c.data.imbalance_kind, c.data.imbalance_ratio,
+          c.objective.efr_weight) == ("cifar100", "step", 10.0, 5e-7)
+  assert table2.get_config("ce,exp1").data.imbalance_ratio is None
+  assert table3.get_config("ul_pal_efr,cifar10").objective.efr_weight == 5e-7   # Table 3
+  assert table3.get_config("ce_efr,cifar100").objective.efr_weight == 1e-5
+  f = fig19.get_config()
+  assert (f.head.kind, f.objective.loss, f.model.final_relu) == ("linear", "ul", True)
+  g = fig2.get_config("imagenet100,ul_fnpal_rlr")
+  assert (g.model.stem, g.data.image_size, g.head.kind, g.objective.rlr) == \
+      ("imagenet", 224, "fnpal", True)
+  for bad in ("ce,exp30", "ce,exp100,lam=1e-5", "bogus,exp100", "ce_efr,exp100,lr=1"):
+    with pytest.raises(ValueError):
+      table2.get_config(bad)
+
+
+def _tiny_step_inputs(c, seed=0):
+  """A copy of paper config ``c`` shrunk for one CPU step (the paper config is left intact)."""
+  t = copy.deepcopy(c)
+  num_classes = NUM_CLASSES[t.data.name]
+  last = 2048 if t.model.arch == "resnet50" else 512
+  t.model.width_multiplier = max(1 / 16, num_classes / last)   # PAL needs p >= C - 1
+  size = 32 if t.model.stem == "imagenet" else 16
+  model = build_model_from_config(t, num_classes)
+  tx, sched = make_optimizer(learning_rate=t.optimizer.lr, total_steps=10,
+                             momentum=t.optimizer.momentum, weight_decay=t.optimizer.weight_decay,
+                             weight_decay_on=t.optimizer.weight_decay_on,
+                             schedule=t.optimizer.schedule, nesterov=t.optimizer.nesterov)
+  o = t.objective
+  cfg = StepConfig(loss=o.loss, gamma=o.gamma, efr_weight=float(o.efr_weight), rlr=o.rlr,
+                   augment=t.data.augment, crop_padding=min(t.data.crop_padding, 2))
+  rng = np.random.default_rng(seed)
+  batch = {"image": jnp.asarray(rng.integers(0, 256, (4, size, size, 3), dtype=np.uint8)),
+           "label": jnp.asarray(rng.integers(0, num_classes, 4), jnp.int32)}
+  return model, tx, sched, cfg, batch, (size, size, 3)
+
+
+def test_paper_models_build_and_step():
+  """Every distinct model/objective of the paper configs: one abstract step (eval_shape); one
+  real jitted step per architecture family (basic-block CIFAR ResNet, bottleneck ImageNet ResNet),
+  at 1/16 width and tiny inputs."""
+  combos = {}
+  for name, arg, c in _all_paper_configs():
+    key = (c.model.arch, c.model.stem, c.data.name, c.head.kind, c.objective.loss,
+           c.objective.rlr, c.objective.efr_weight > 0, c.model.final_relu)
+    combos.setdefault(key, c)
+  assert len(combos) == 19      # 3 datasets x 6 variants (fig2) + plain UL (fig19)
+  real = {("resnet18", "cifar"), ("resnet50", "imagenet")}
+  stepped = set()
+  for key, c in combos.items():
+    model, tx, sched, cfg, batch, shape = _tiny_step_inputs(c)
+    init = lambda k: create_train_state(model, tx, k, shape)  # noqa: E731
+    fn = lambda s, b, k: train_step(model, tx, sched, cfg, s, b, k)  # noqa: E731
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    family = (c.model.arch, c.model.stem)
+    if family in real and family not in stepped and c.head.kind == "pal":
+      # concrete random arrays of the abstract state's shapes (compiling the init, with its ETF
+      # linear algebra, would double the test time); the step itself is the real jitted one
+      rng = np.random.default_rng(0)
+      state = jax.tree.map(
+          lambda a: jnp.asarray(0.05 * rng.standard_normal(a.shape), a.dtype)
+          if jnp.issubdtype(a.dtype, jnp.floating) else jnp.zeros(a.shape, a.dtype), abstract)
+      new, metrics = jax.jit(fn)(state, batch, jax.random.key(1))
+      assert int(new.step) == 1
+      assert np.isfinite(float(metrics["loss"]))
+      assert int(metrics["nonfinite"]) == 0
+      diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), new.params, state.params)
+      assert max(jax.tree.leaves(diff)) > 0            # the step changed the parameters
+      stepped.add(family)
+    else:
+      new, metrics = jax.eval_shape(fn, abstract, batch, jax.random.key(1))
+      assert jax.tree.structure(new.params) == jax.tree.structure(abstract.params)
+      assert metrics["loss"].shape == ()
+  assert stepped == real
+
+
+def test_cpu_suite_configs():
+  runs = rp.load_suite("cpu")
+  assert len(runs) == 17 and len({r.name for r in runs}) == 17
+  claims = {c for r in runs for c in r.claims}
+  assert claims == set(rp.CLAIMS)
+  for r in runs + rp.load_suite("cpu_step"):
+    c = rp.load_config(r.config, r.overrides, seed=3)
+    validate_config(c, device_count=1)
+    assert c.seed == 3 and c.num_train_steps == cpu_cifar10.STEPS
+    assert c.model.arch == "resnet8" and c.batch_size == 128
+    assert c.data.source == "image_folder"            # the offline CIFAR-10 archive
+    assert "svhn_cropped" not in r.ood
+    assert c.variant == r.variant
+  # EFR λ of the paper at batch 256, per example: ×2 at batch 128
+  assert cpu_cifar10.get_config("ce_efr,exp100").objective.efr_weight == pytest.approx(2e-5)
+  assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_weight == pytest.approx(1e-6)
+  assert cpu_cifar10.get_config("ul,full").optimizer.schedule == "constant"
+  # the paper config the CPU config came from is not modified
+  assert table2.get_config("ce_efr,exp100").model.arch == "resnet18"
+  with pytest.raises(ValueError):
+    cpu_cifar10.get_config("ul,exp100")
+  for s in ("paper",):
+    for r in rp.load_suite(s):
+      validate_config(rp.load_config(r.config), device_count=1)
+
+
+# --------------------------------------------------------------------------------------------
+# the runner, end to end on a micro suite (sklearn digits, a few steps)
+# --------------------------------------------------------------------------------------------
+_DIGITS = {"num_train_steps": 20, "log_every": 5, "eval_every": 10, "checkpoint_every": 10,
+           "tensorboard": False, "batch_size": 64}
+MICRO = (
+    rp.Run("c1_ul", "configs/digits.py:ul", ("claim1",), "digits", "ul",
+           overrides={**_DIGITS, "debug_nonfinite_at_step": 13}, expect_nonfinite=True),
+    rp.Run("c2_ce", "configs/digits.py:ce", ("claim2", "claim4", "claim5"), "digits", "ce",
+           ood=("uniform_noise",), overrides=_DIGITS),
+    rp.Run("c2_ce_efr", "configs/digits.py:ce_efr", ("claim4", "claim5"), "digits", "ce_efr",
+           ood=("uniform_noise",), overrides=_DIGITS),
+)
+
+DOC = """# Test doc
+
+Claim 1. Verdict: <!-- VERDICT micro:claim1 -->pending — not yet run<!-- /VERDICT -->
+
+<!-- BEGIN micro:claim1 -->
+(placeholder)
+<!-- END micro:claim1 -->
+
+Claim 3. Verdict: <!-- VERDICT micro:claim3 -->pending — not yet run<!-- /VERDICT -->
+tail text stays
+"""
+
+
+def test_runner_end_to_end(tmp_path, monkeypatch):
+  out, figs, docs = tmp_path / "runs", tmp_path / "figs", tmp_path / "REPRODUCTION.md"
+  docs.write_text(DOC)
+  res = rp.run_suite(MICRO, out, seeds=(0,), suite="micro", fig_dir=figs, docs=docs)
+  assert res["failed"] == [] and len(res["ran"]) == 3 and res["skipped"] == []
+
+  st = rp.read_status(out / "c1_ul" / "seed0")
+  assert st["status"] == "nonfinite" and st["step"] == 13
+  assert st["last_good_checkpoint"].endswith("10")
+  for name in ("c2_ce", "c2_ce_efr"):
+    st = rp.read_status(out / name / "seed0")
+    assert st["status"] == "complete" and st["step"] == 20
+    ev = json.loads((out / name / "seed0" / "eval.json").read_text())
+    assert "uniform_noise" in ev["ood"]
+    assert st["top1"] == ev["classification"]["top1"]
+
+  payload = json.loads((figs / "results_micro.json").read_text())
+  claims = payload["claims"]
+  assert set(claims) == {"claim1", "claim2", "claim4", "claim5"}
+  assert claims["claim1"]["verdict"].startswith("1 of 1 finished plain-UL run(s) hit a non-finite")
+  assert "non-finite at step 13 of 20" in claims["claim1"]["table"]
+  ev_ce = json.loads((out / "c2_ce" / "seed0" / "eval.json").read_text())
+  assert f"{100 * ev_ce['classification']['top1']:.2f}" in claims["claim2"]["table"]
+  assert f"{100 * ev_ce['calibration']['ece']:.2f}" in claims["claim4"]["table"]
+  assert claims["claim4"]["verdict"].startswith("EFR lowered ECE in ")
+  assert " of 1 baseline/EFR pairs" in claims["claim4"]["verdict"]
+  assert "of 3 (pair, OOD set, score) comparisons" in claims["claim5"]["verdict"]
+  # claim 2 has no CE/UL+PAL pair here: no verdict may be invented
+  assert claims["claim2"]["verdict"] == rp.PENDING
+  for f in ("micro_claim1_fig19.png", "micro_claim2_accuracy.png",
+            "micro_claim4_reliability.png", "micro_c2_ce_seed0_ood_hist_uniform_noise.png"):
+    assert (figs / f).stat().st_size > 1000, f
+  # the fig. 19 curves stop at the last finite log (step 10)
+  curves = payload["runs"]["c1_ul"]["seeds"]["0"]["curves"]
+  assert max(curves["step"]) == 10 and curves["train/prototype_norm_ratio"][-1] >= 1
+
+  text = docs.read_text()
+  assert "(placeholder)" not in text and "tail text stays" in text
+  assert "<!-- VERDICT micro:claim1 -->1 of 1 finished" in text
+  assert "<!-- VERDICT micro:claim3 -->pending — not yet run<!-- /VERDICT -->" in text
+  assert "## Results: suite micro" in text and "<!-- BEGIN micro:claim4 -->" in text
+  assert "micro_claim1_fig19.png" in text
+
+  # second invocation: everything is finished and skipped; the docs are rewritten in place
+  mtime = (out / "c2_ce" / "seed0" / "eval.json").stat().st_mtime_ns
+  res2 = rp.run_suite(MICRO, out, seeds=(0,), suite="micro", fig_dir=figs, docs=docs)
+  assert res2["ran"] == [] and len(res2["skipped"]) == 3
+  assert (out / "c2_ce" / "seed0" / "eval.json").stat().st_mtime_ns == mtime
+  text2 = docs.read_text()
+  assert text2.count("<!-- BEGIN micro:claim4 -->") == 1 and text2.count("## Results") == 1
+
+  # the CLI's --tables_only path on the same runs (suite "micro" resolved by monkeypatch)
+  monkeypatch.setattr(rp, "load_suite", lambda name: MICRO)
+  rc = cli.main(["--suite", "micro", "--out", str(out), "--tables_only", "--fig_dir",
+                 str(figs), "--docs", str(docs)])
+  assert rc == 0
+  assert docs.read_text().count("<!-- BEGIN micro:claim1 -->") == 1
+
+
+def test_runner_selection_and_pending(tmp_path):
+  with pytest.raises(ValueError, match="unknown run"):
+    rp.run_suite(MICRO, tmp_path, only=["nope"], fig_dir=tmp_path, docs=None)
+  with pytest.raises(ValueError, match="unknown suite"):
+    rp.load_suite("nope")
+  rep = rp.report(MICRO, tmp_path / "empty", suite="micro", fig_dir=tmp_path / "f", docs=None)
+  assert all(s["verdict"] == rp.PENDING for s in rep["claims"].values())
+  assert rp.mean_std([0.5, 0.7])[0] == pytest.approx(0.6)
+  assert rp.fmt_pct([0.5, 0.7]) == "60.00 ± 14.14"

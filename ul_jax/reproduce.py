@@ -1,0 +1,769 @@
+"""The reproduction suite runner: train → evaluate → tables, figures, results JSON and docs.
+
+:func:`run_suite` runs every :class:`Run` of a suite (``configs/<suite>/suite.py``: ``RUNS``) for
+every seed in ``OUT/<run>/seed<k>/``: :func:`ul_jax.train.train_and_evaluate` (which resumes from
+the run's latest checkpoint) and then :func:`ul_jax.evaluation.evaluate_run` with the run's OOD
+sets. The outcome goes to ``OUT/<run>/seed<k>/reproduce_status.json``:
+
+* ``complete``: trained to the last step and evaluated (``eval.json``);
+* ``nonfinite``: the loop stopped with :class:`ul_jax.train.NonFiniteError` (the Fig. 19
+  outcome); the step, the non-finite quantities and the last good checkpoint are recorded and the
+  run is not evaluated.
+
+Runs with one of these statuses are skipped by later invocations, so a suite can span sessions;
+an interrupted run (preempted, killed, a crash) has no status and is resumed from its checkpoint.
+A run that raises anything else is recorded as ``failed`` (retried next time) and the suite
+continues.
+
+:func:`report` (also run at the end of :func:`run_suite`, and alone by ``--tables_only``) reads
+every status / ``eval.json`` / ``metrics.jsonl`` and writes
+
+* ``FIG_DIR/results_<suite>.json``: per run and seed the status, headline metrics and curves;
+* figures: ``<suite>_claim1_fig19.png`` (train accuracy, feature norm, prototype norm ratio, min
+  prototype norm, min prototype angle vs epoch), ``<suite>_claim2_accuracy.png`` (test accuracy
+  vs epoch), ``<suite>_claim4_reliability.png`` (reliability diagrams without / with EFR) and the
+  per-run OOD histograms of :func:`evaluate_run` copied as ``<suite>_<run>_seed<k>_<file>``;
+* markdown tables (mean ± sample std over the finished seeds) and a one-line verdict per claim,
+  written between the ``<!-- BEGIN <suite>:<claim> -->`` / ``<!-- END <suite>:<claim> -->`` and
+  ``<!-- VERDICT <suite>:<claim> -->`` … ``<!-- /VERDICT -->`` markers of the docs file
+  (``docs/REPRODUCTION.md``); missing markers are appended in a new section.
+
+Verdicts are mechanical comparisons stated in their text (no judgement is invented): a claim
+with no finished run stays ``pending — not yet run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STATUS_FILE = "reproduce_status.json"
+FINISHED = ("complete", "nonfinite")
+CLAIMS = {
+    "claim1": "Fig. 19: plain UL with a learnable linear head is unstable",
+    "claim2": "Fig. 2: UL+PAL ≈ CE; UL+FNPAL with RLR converges faster than without",
+    "claim3": "Table 2: EFR on long-tailed CIFAR-10",
+    "claim4": "Tables 4/5, Figs. 10/11: calibration (ECE) with and without EFR",
+    "claim5": "Table 3 / Fig. 3: OOD detection with and without EFR",
+}
+PENDING = "pending — not yet run"
+EFR_PAIRS = (("ce", "ce_efr"), ("ul_pal", "ul_pal_efr"))
+VARIANT_LABEL = {"ce": "CE", "ce_efr": "CE+EFR", "ul": "UL (linear head)", "ul_pal": "UL+PAL",
+                 "ul_pal_efr": "UL+PAL+EFR", "ul_fnpal": "UL+FNPAL",
+                 "ul_fnpal_rlr": "UL+FNPAL+RLR"}
+FIG19_KEYS = (("train/accuracy", "train accuracy"), ("train/feature_norm", "mean ‖h‖"),
+              ("train/prototype_norm_ratio", "max‖w‖ / min‖w‖"),
+              ("train/prototype_min_norm", "min‖w‖"),
+              ("train/prototype_min_angle", "min prototype angle (deg)"))
+SCORES = ("msp", "energy", "feature_norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of a suite.
+
+  Attributes:
+    name: unique directory name.
+    config: ``path/to/config.py:arg`` (as for ``python -m launch.train --config``).
+    claims: the claims (keys of :data:`CLAIMS`) whose tables use this run.
+    setting: the data setting, e.g. ``full``, ``exp100`` (table rows group by it).
+    variant: the config variant (``ce``, ``ul_pal_efr``, ...).
+    ood: OOD sets of :data:`ul_jax.evaluation.OOD_SETS` scored at evaluation.
+    overrides: ``{"dotted.field": value}`` applied after ``get_config`` (tests, small suites).
+    expect_nonfinite: the claim predicts a NonFiniteError (Fig. 19); informational.
+  """
+
+  name: str
+  config: str
+  claims: tuple[str, ...]
+  setting: str
+  variant: str
+  ood: tuple[str, ...] = ()
+  overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  expect_nonfinite: bool = False
+
+
+# --------------------------------------------------------------------------------------------
+# suites and configs
+# --------------------------------------------------------------------------------------------
+def load_suite(name: str) -> tuple[Run, ...]:
+  """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``) and
+  ``cpu_step`` (``configs/cpu/suite.py: STEP_RUNS``)."""
+  _ensure_repo_on_path()
+  attr = "RUNS"
+  module = name
+  if name == "cpu_step":
+    module, attr = "cpu", "STEP_RUNS"
+  try:
+    mod = importlib.import_module(f"configs.{module}.suite")
+  except ModuleNotFoundError as e:
+    raise ValueError(f"unknown suite {name!r} (no configs/{module}/suite.py)") from e
+  runs = tuple(getattr(mod, attr))
+  names = [r.name for r in runs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"suite {name!r} has duplicate run names")
+  return runs
+
+
+def _ensure_repo_on_path() -> None:
+  if str(REPO_ROOT) not in sys.path and not any(
+      Path(p or ".").resolve() == REPO_ROOT for p in sys.path):
+    sys.path.insert(0, str(REPO_ROOT))
+
+
+def load_config(spec: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None):
+  """``"configs/cpu/cifar10.py:ce,full"`` → the ConfigDict, with ``overrides`` and ``seed``."""
+  _ensure_repo_on_path()
+  path, _, arg = spec.partition(":")
+  p = Path(path)
+  if p.suffix != ".py":
+    raise ValueError(f"config must be 'path/to/file.py[:arg]'; got {spec!r}")
+  module = ".".join(p.with_suffix("").parts)
+  c = importlib.import_module(module).get_config(arg or None)
+  for dotted, value in (overrides or {}).items():
+    *parents, leaf = dotted.split(".")
+    node = c
+    for part in parents:
+      node = node[part]
+    if leaf not in node:
+      raise ValueError(f"override of unknown config field {dotted!r}")
+    node[leaf] = value
+  if seed is not None:
+    c.seed = int(seed)
+  return c
+
+
+def run_dir(out: Path, run: Run, seed: int) -> Path:
+  return Path(out) / run.name / f"seed{seed}"
+
+
+def read_status(workdir: Path) -> dict | None:
+  f = Path(workdir) / STATUS_FILE
+  if not f.exists():
+    return None
+  try:
+    return json.loads(f.read_text())
+  except json.JSONDecodeError:
+    return None
+
+
+def _write_json(path: Path, obj: Any) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=1, default=_json_default, allow_nan=True))
+  tmp.replace(path)
+
+
+def _json_default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  return str(x)
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+def run_one(run: Run, seed: int, out: Path) -> dict:
+  """Trains (resuming) and evaluates one run/seed; returns and writes its status."""
+  from ul_jax.evaluation import evaluate_run
+  from ul_jax.train import NonFiniteError, train_and_evaluate
+
+  workdir = run_dir(out, run, seed)
+  config = load_config(run.config, run.overrides, seed)
+  total = int(config.num_train_steps)
+  status: dict[str, Any] = {"run": run.name, "seed": seed, "config": run.config,
+                            "overrides": dict(run.overrides), "ood": list(run.ood)}
+  t0 = time.perf_counter()
+  try:
+    res = train_and_evaluate(config, workdir)
+  except NonFiniteError as e:
+    status.update(status="nonfinite", step=int(e.step), quantities=list(e.quantities),
+                  last_good_checkpoint=str(e.checkpoint) if e.checkpoint else None,
+                  train_seconds=time.perf_counter() - t0)
+    _write_json(workdir / STATUS_FILE, status)
+    return status
+  status["train_seconds"] = time.perf_counter() - t0
+  if res.get("preempted"):
+    status.update(status="interrupted", step=int(res["step"]))
+    return status            # no status file: the next invocation resumes it
+  t1 = time.perf_counter()
+  ev = evaluate_run(workdir, ood=run.ood, plots=True)
+  status.update(status="complete", step=int(res["step"]), total_steps=total,
+                eval_seconds=time.perf_counter() - t1, top1=ev["classification"]["top1"])
+  _write_json(workdir / STATUS_FILE, status)
+  return status
+
+
+def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0,),
+              suite: str = "suite", fig_dir: str | Path | None = None,
+              docs: str | Path | None = None, only: Iterable[str] | None = None) -> dict:
+  """Runs every unfinished (run, seed), then :func:`report`. Returns ``{"ran": [...],
+  "skipped": [...], "failed": [...], "report": ...}``."""
+  out = Path(out)
+  selected = _select(runs, only)
+  ran, skipped, failed = [], [], []
+  for run in selected:
+    for seed in seeds:
+      wd = run_dir(out, run, seed)
+      st = read_status(wd)
+      if st is not None and st.get("status") in FINISHED:
+        _log.info("skip %s seed %d: %s", run.name, seed, st["status"])
+        skipped.append((run.name, seed))
+        continue
+      _log.info("run %s seed %d (%s) in %s", run.name, seed, run.config, wd)
+      try:
+        st = run_one(run, seed, out)
+      except Exception as e:  # noqa: BLE001 - recorded, retried next invocation
+        _log.error("run %s seed %d failed: %s", run.name, seed, e)
+        _write_json(wd / STATUS_FILE, {"run": run.name, "seed": seed, "status": "failed",
+                                       "error": f"{type(e).__name__}: {e}",
+                                       "traceback": traceback.format_exc()})
+        failed.append((run.name, seed))
+        continue
+      _log.info("%s seed %d: %s", run.name, seed, {k: st.get(k) for k in
+                                                  ("status", "step", "top1", "train_seconds")})
+      ran.append((run.name, seed))
+  rep = report(runs, out, seeds=seeds, suite=suite, fig_dir=fig_dir, docs=docs)
+  return {"ran": ran, "skipped": skipped, "failed": failed, "report": rep}
+
+
+def _select(runs: Sequence[Run], only: Iterable[str] | None) -> list[Run]:
+  if not only:
+    return list(runs)
+  only = list(only)
+  known = {r.name for r in runs}
+  bad = [n for n in only if n not in known]
+  if bad:
+    raise ValueError(f"unknown run(s) {bad}; the suite has {sorted(known)}")
+  return [r for r in runs if r.name in only]
+
+
+# --------------------------------------------------------------------------------------------
+# collecting results
+# --------------------------------------------------------------------------------------------
+def _read_jsonl(path: Path) -> list[dict]:
+  from ul_jax.train import read_jsonl
+  return read_jsonl(path)
+
+
+def _curves(workdir: Path) -> dict[str, list]:
+  rows = _read_jsonl(workdir / "metrics.jsonl")
+  keys = {"train/epoch", "eval/accuracy", *(k for k, _ in FIG19_KEYS)}
+  out: dict[str, list] = {"step": []}
+  for k in keys:
+    out[k] = []
+  for r in rows:
+    out["step"].append(r.get("step"))
+    for k in keys:
+      v = r.get(k)
+      out[k].append(float(v) if isinstance(v, (int, float)) else None)
+  return out
+
+
+def _summary(ev: Mapping) -> dict:
+  cls = ev["classification"]
+  groups = cls.get("index_groups") or cls.get("shot_groups") or {}
+  s: dict[str, Any] = {
+      "top1": cls.get("top1"), "ece": ev["calibration"]["ece"], "mce": ev["calibration"]["mce"],
+      "groups": {k: groups.get(k) for k in ("many", "medium", "few")} if groups else None,
+      "groups_convention": ("MiSLAS index ranges" if cls.get("index_groups") else
+                            "OLTR train counts" if cls.get("shot_groups") else None),
+      "calibration_bins": {k: ev["calibration"][k] for k in
+                           ("bin_edges", "bin_counts", "bin_accuracy", "bin_confidence")},
+      "mean_feature_norm": ev.get("neural_collapse", {}).get("mean_feature_norm"),
+      "ood": {name: {score: o["metrics"][score] for score in SCORES}
+              for name, o in ev.get("ood", {}).items()},
+      "ood_files": {k: v for k, v in ev.get("files", {}).items() if k.startswith("ood_hist_")},
+  }
+  return s
+
+
+def collect(runs: Sequence[Run], out: Path, seeds: Sequence[int]) -> dict:
+  """``{run_name: {"run": Run fields, "seeds": {seed: {status, summary, curves}}}}``."""
+  res: dict[str, Any] = {}
+  for run in runs:
+    per: dict[str, Any] = {}
+    for seed in seeds:
+      wd = run_dir(out, run, seed)
+      st = read_status(wd)
+      entry: dict[str, Any] = {"status": st.get("status") if st else
+                               ("in progress" if (wd / "metrics.jsonl").exists() else "not run"),
+                               "workdir": str(wd)}
+      if st:
+        entry["status_detail"] = {k: v for k, v in st.items() if k != "traceback"}
+      if (wd / "metrics.jsonl").exists():
+        entry["curves"] = _curves(wd)
+        entry["total_steps"] = _total_steps(wd)
+      if st and st.get("status") == "complete" and (wd / "eval.json").exists():
+        entry["summary"] = _summary(json.loads((wd / "eval.json").read_text()))
+      per[str(seed)] = entry
+    res[run.name] = {"run": dataclasses.asdict(run), "seeds": per}
+  return res
+
+
+def _total_steps(wd: Path) -> int | None:
+  try:
+    c = json.loads((wd / "config.json").read_text())
+  except (OSError, json.JSONDecodeError):
+    return None
+  return int(c.get("num_train_steps", -1))
+
+
+# --------------------------------------------------------------------------------------------
+# statistics and formatting
+# --------------------------------------------------------------------------------------------
+def _vals(res: Mapping, name: str, getter) -> list[float]:
+  out = []
+  for e in res.get(name, {}).get("seeds", {}).values():
+    if "summary" not in e:
+      continue
+    v = getter(e["summary"])
+    if v is not None and not (isinstance(v, float) and math.isnan(v)):
+      out.append(float(v))
+  return out
+
+
+def mean_std(xs: Sequence[float]) -> tuple[float, float, int]:
+  """Mean, sample std (ddof = 1; NaN for one value) and count."""
+  n = len(xs)
+  if n == 0:
+    return float("nan"), float("nan"), 0
+  a = np.asarray(xs, np.float64)
+  return float(a.mean()), float(a.std(ddof=1)) if n > 1 else float("nan"), n
+
+
+def fmt_pct(xs: Sequence[float]) -> str:
+  m, s, n = mean_std(xs)
+  if n == 0:
+    return "—"
+  return f"{100 * m:.2f}" if n == 1 else f"{100 * m:.2f} ± {100 * s:.2f}"
+
+
+def _by(runs: Sequence[Run], claim: str) -> list[Run]:
+  return [r for r in runs if claim in r.claims]
+
+
+def _n_done(res: Mapping, runs: Sequence[Run]) -> tuple[int, int]:
+  done = total = 0
+  for r in runs:
+    for e in res[r.name]["seeds"].values():
+      total += 1
+      done += e["status"] in FINISHED
+  return done, total
+
+
+def _status_line(res, runs) -> str:
+  d, t = _n_done(res, runs)
+  return f"{d} of {t} run×seed finished"
+
+
+# claim 1 ------------------------------------------------------------------------------------
+def _claim1(res, runs, seeds) -> tuple[str, str]:
+  rows = ["| run | seed | outcome | last logged epoch | train acc | mean ‖h‖ (first → last) | "
+          "max‖w‖/min‖w‖ | min‖w‖ | min angle (deg) |", "|" + "---|" * 9]
+  outcomes = []
+  for r in runs:
+    for seed, e in res[r.name]["seeds"].items():
+      c = e.get("curves")
+      st = e["status"]
+      if st == "nonfinite":
+        d = e["status_detail"]
+        tot = e.get("total_steps")
+        outcome = f"non-finite at step {d['step']}" + (f" of {tot}" if tot else "") + \
+            f" ({', '.join(d.get('quantities', []))}); stopped cleanly"
+      elif st == "complete":
+        outcome = f"finite through all {e.get('total_steps')} steps"
+      else:
+        outcome = st
+      outcomes.append(st)
+      last = _last(c) if c else {}
+      first_h = _first_val(c, "train/feature_norm") if c else None
+      rows.append(f"| {r.name} | {seed} | {outcome} | {_g(last.get('train/epoch'))} | "
+                  f"{_g(last.get('train/accuracy'))} | {_g(first_h)} → "
+                  f"{_g(last.get('train/feature_norm'))} | "
+                  f"{_g(last.get('train/prototype_norm_ratio'))} | "
+                  f"{_g(last.get('train/prototype_min_norm'))} | "
+                  f"{_g(last.get('train/prototype_min_angle'))} |")
+  n_nan = sum(s == "nonfinite" for s in outcomes)
+  n_fin = sum(s in FINISHED for s in outcomes)
+  if n_fin == 0:
+    verdict = PENDING
+  else:
+    verdict = (f"{n_nan} of {n_fin} finished plain-UL run(s) hit a non-finite step and stopped "
+               f"cleanly ({'consistent with' if n_nan == n_fin else 'partly contradicts'} "
+               f"Fig. 19); {_status_line(res, runs)}")
+  return "\n".join(rows), verdict
+
+
+def _last(c: Mapping) -> dict:
+  out = {}
+  for k, vs in c.items():
+    for v in reversed(vs):
+      if v is not None:
+        out[k] = v
+        break
+  return out
+
+
+def _first_val(c: Mapping, key: str):
+  for v in c.get(key, []):
+    if v is not None:
+      return v
+  return None
+
+
+def _g(v) -> str:
+  if v is None:
+    return "—"
+  return f"{v:.4g}"
+
+
+# claim 2 ------------------------------------------------------------------------------------
+def _eval_curve_mean(e: Mapping) -> float | None:
+  c = e.get("curves") or {}
+  acc = [a for a in c.get("eval/accuracy", []) if a is not None]
+  return float(np.mean(acc)) if acc else None
+
+
+def _claim2(res, runs, seeds) -> tuple[str, str]:
+  rows = ["| setting | run | final test top-1 (%) | mean test top-1 over the evals (%) | "
+          "n |", "|---|---|---|---|---|"]
+  final, area = {}, {}
+  for r in runs:
+    f = _vals(res, r.name, lambda s: s["top1"])
+    a = [v for v in (_eval_curve_mean(e) for e in res[r.name]["seeds"].values()
+                     if e["status"] == "complete") if v is not None]
+    final[r.variant], area[r.variant] = f, a
+    rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
+                f"{fmt_pct(f)} | {fmt_pct(a)} | {len(f)} |")
+  parts = []
+  if final.get("ce") and final.get("ul_pal"):
+    d = 100 * (mean_std(final["ul_pal"])[0] - mean_std(final["ce"])[0])
+    parts.append(f"UL+PAL − CE final top-1 = {d:+.2f} pts "
+                 f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)")
+  if area.get("ul_fnpal") and area.get("ul_fnpal_rlr"):
+    d = 100 * (mean_std(area["ul_fnpal_rlr"])[0] - mean_std(area["ul_fnpal"])[0])
+    parts.append(f"RLR − no-RLR mean eval top-1 over training = {d:+.2f} pts "
+                 f"({'faster with RLR' if d > 0 else 'not faster with RLR'})")
+  verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
+  return "\n".join(rows), verdict
+
+
+# claims 3, 4, 5 ------------------------------------------------------------------------------
+def _pairs(runs: Sequence[Run]) -> list[tuple[str, Run, Run]]:
+  out = []
+  by = {(r.setting, r.variant): r for r in runs}
+  for setting in dict.fromkeys(r.setting for r in runs):
+    for base, efr in EFR_PAIRS:
+      if (setting, base) in by and (setting, efr) in by:
+        out.append((setting, by[(setting, base)], by[(setting, efr)]))
+  return out
+
+
+def _cmp_count(res, pairs, getter, better) -> tuple[int, int, list[str]]:
+  wins = n = 0
+  lines = []
+  for setting, a, b in pairs:
+    va, vb = _vals(res, a.name, getter), _vals(res, b.name, getter)
+    if not va or not vb:
+      continue
+    ma, mb = mean_std(va)[0], mean_std(vb)[0]
+    n += 1
+    wins += better(mb, ma)
+    lines.append(f"{setting} {VARIANT_LABEL[a.variant]}: {100 * ma:.2f} → {100 * mb:.2f}")
+  return wins, n, lines
+
+
+def _claim3(res, runs, seeds) -> tuple[str, str]:
+  rows = ["| setting | run | top-1 (%) | many (%) | medium (%) | few (%) | groups | n |",
+          "|---|---|---|---|---|---|---|---|"]
+  for r in runs:
+    f = _vals(res, r.name, lambda s: s["top1"])
+    g = {k: _vals(res, r.name, lambda s, k=k: (s["groups"] or {}).get(k)) for k in
+         ("many", "medium", "few")}
+    conv = next((e["summary"]["groups_convention"] for e in res[r.name]["seeds"].values()
+                 if "summary" in e), None)
+    rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
+                f"{fmt_pct(f)} | {fmt_pct(g['many'])} | {fmt_pct(g['medium'])} | "
+                f"{fmt_pct(g['few'])} | {conv or '—'} | {len(f)} |")
+  wins, n, lines = _cmp_count(res, _pairs(runs), lambda s: s["top1"], lambda b, a: b > a)
+  verdict = (f"EFR raised top-1 in {wins} of {n} baseline/EFR pairs ({'; '.join(lines)}); "
+             f"{_status_line(res, runs)}" if n else PENDING)
+  return "\n".join(rows), verdict
+
+
+def _claim4(res, runs, seeds) -> tuple[str, str]:
+  rows = ["| setting | run | ECE (%) | MCE (%) | top-1 (%) | n |", "|---|---|---|---|---|---|"]
+  for r in runs:
+    rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
+                f"{fmt_pct(_vals(res, r.name, lambda s: s['ece']))} | "
+                f"{fmt_pct(_vals(res, r.name, lambda s: s['mce']))} | "
+                f"{fmt_pct(_vals(res, r.name, lambda s: s['top1']))} | "
+                f"{len(_vals(res, r.name, lambda s: s['ece']))} |")
+  wins, n, lines = _cmp_count(res, _pairs(runs), lambda s: s["ece"], lambda b, a: b < a)
+  verdict = (f"EFR lowered ECE in {wins} of {n} baseline/EFR pairs ({'; '.join(lines)}); "
+             f"{_status_line(res, runs)}" if n else PENDING)
+  return "\n".join(rows), verdict
+
+
+def _claim5(res, runs, seeds) -> tuple[str, str]:
+  rows = ["| setting | run | OOD set | FPR95 ↓ (MSP / energy / ‖h‖) | AUROC ↑ | AUPR ↑ | n |",
+          "|---|---|---|---|---|---|---|"]
+  for r in runs:
+    for ood in r.ood:
+      cells = []
+      for metric in ("fpr95", "auroc", "aupr"):
+        cells.append(" / ".join(
+            fmt_pct(_vals(res, r.name, lambda s, sc=sc, m=metric, o=ood:
+                          s["ood"].get(o, {}).get(sc, {}).get(m)))
+            for sc in SCORES))
+      n = len(_vals(res, r.name, lambda s, o=ood: s["ood"].get(o, {}).get("msp", {}).get("auroc")))
+      rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
+                  f"{ood} | {cells[0]} | {cells[1]} | {cells[2]} | {n} |")
+  wins = n = 0
+  detail = []
+  for setting, a, b in _pairs(runs):
+    for ood in a.ood:
+      for sc in SCORES:
+        get = lambda s, o=ood, sc=sc: s["ood"].get(o, {}).get(sc, {}).get("auroc")  # noqa: E731
+        va, vb = _vals(res, a.name, get), _vals(res, b.name, get)
+        if va and vb:
+          n += 1
+          wins += mean_std(vb)[0] > mean_std(va)[0]
+    if any(_vals(res, x.name, lambda s: s["top1"]) for x in (a, b)):
+      detail.append(f"{setting}/{a.variant}")
+  verdict = (f"EFR raised AUROC in {wins} of {n} (pair, OOD set, score) comparisons "
+             f"(pairs: {', '.join(detail)}); {_status_line(res, runs)}" if n else PENDING)
+  return "\n".join(rows), verdict
+
+
+_CLAIM_FNS = {"claim1": _claim1, "claim2": _claim2, "claim3": _claim3, "claim4": _claim4,
+              "claim5": _claim5}
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+def _plt():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def _xy(c: Mapping, key: str) -> tuple[list, list]:
+  xs, ys = [], []
+  for x, y in zip(c.get("train/epoch", []), c.get(key, [])):
+    if x is not None and y is not None and math.isfinite(y):
+      xs.append(x)
+      ys.append(y)
+  return xs, ys
+
+
+def _fig_claim1(res, runs, path: Path) -> str | None:
+  curves = [(r.name, s, e["curves"]) for r in runs for s, e in res[r.name]["seeds"].items()
+            if e.get("curves")]
+  if not curves:
+    return None
+  plt = _plt()
+  fig, axes = plt.subplots(1, len(FIG19_KEYS), figsize=(4 * len(FIG19_KEYS), 3.4))
+  for ax, (key, title) in zip(axes, FIG19_KEYS):
+    for name, seed, c in curves:
+      ax.plot(*_xy(c, key), label=f"{name} seed {seed}")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    if key in ("train/feature_norm", "train/prototype_norm_ratio", "train/prototype_min_norm"):
+      ax.set_yscale("log")
+  axes[0].legend(fontsize=7)
+  fig.suptitle("Plain UL, learnable linear head (cf. Fig. 19); curves end at the last finite log")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path.name
+
+
+def _fig_claim2(res, runs, path: Path) -> str | None:
+  plt = _plt()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  drawn = False
+  for r in runs:
+    for seed, e in res[r.name]["seeds"].items():
+      c = e.get("curves")
+      if not c:
+        continue
+      xs, ys = _xy(c, "eval/accuracy")
+      if xs:
+        ax.plot(xs, ys, marker="o", ms=3,
+                label=f"{VARIANT_LABEL.get(r.variant, r.variant)} s{seed}")
+        drawn = True
+  if not drawn:
+    plt.close(fig)
+    return None
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("test accuracy")
+  ax.legend(fontsize=8)
+  ax.set_title("Test accuracy vs epoch (cf. Fig. 2)")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path.name
+
+
+def _fig_claim4(res, runs, path: Path) -> str | None:
+  items = []
+  for r in runs:
+    for seed, e in res[r.name]["seeds"].items():
+      if "summary" in e:
+        items.append((r, seed, e["summary"]))
+        break                                     # the first finished seed of each run
+  if not items:
+    return None
+  plt = _plt()
+  cols = min(4, len(items))
+  rows = math.ceil(len(items) / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+  for ax in axes.flat:
+    ax.axis("off")
+  for ax, (r, seed, s) in zip(axes.flat, items):
+    ax.axis("on")
+    b = s["calibration_bins"]
+    edges = np.asarray(b["bin_edges"], float)
+    acc = np.nan_to_num(np.asarray(b["bin_accuracy"], float))
+    conf = np.nan_to_num(np.asarray(b["bin_confidence"], float))
+    counts = np.asarray(b["bin_counts"], float)
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    acc = np.where(counts > 0, acc, 0.0)
+    ax.bar(centers, acc, width=width, edgecolor="k", color="tab:blue", label="outputs")
+    ax.bar(centers, np.where(counts > 0, conf - acc, 0), bottom=acc, width=width,
+           color="tab:red", alpha=0.3, hatch="//", label="gap")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_title(f"{r.setting} {VARIANT_LABEL.get(r.variant, r.variant)} s{seed}\n"
+                 f"ECE {100 * s['ece']:.2f}%  acc {100 * s['top1']:.1f}%", fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path.name
+
+
+def _copy_ood_hists(res, runs, fig_dir: Path, suite: str) -> list[str]:
+  out = []
+  for r in runs:
+    for seed, e in res[r.name]["seeds"].items():
+      for _, fname in (e.get("summary", {}).get("ood_files") or {}).items():
+        src = Path(e["workdir"]) / fname
+        if src.exists():
+          dst = fig_dir / f"{suite}_{r.name}_seed{seed}_{fname}"
+          shutil.copyfile(src, dst)
+          out.append(dst.name)
+  return out
+
+
+# --------------------------------------------------------------------------------------------
+# report and docs
+# --------------------------------------------------------------------------------------------
+def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0,),
+           suite: str = "suite", fig_dir: str | Path | None = None,
+           docs: str | Path | None = None) -> dict:
+  """Tables, verdicts, figures and results JSON from whatever has finished; updates ``docs``."""
+  out = Path(out)
+  fig_dir = Path(fig_dir) if fig_dir is not None else REPO_ROOT / "figures" / "reproduction"
+  fig_dir.mkdir(parents=True, exist_ok=True)
+  res = collect(runs, out, seeds)
+  sections: dict[str, dict[str, Any]] = {}
+  figs = {"claim1": _fig_claim1, "claim2": _fig_claim2, "claim4": _fig_claim4}
+  fig_names = {"claim1": "claim1_fig19.png", "claim2": "claim2_accuracy.png",
+               "claim4": "claim4_reliability.png"}
+  for claim, fn in _CLAIM_FNS.items():
+    rs = _by(runs, claim)
+    if not rs:
+      continue
+    table, verdict = fn(res, rs, seeds)
+    files = []
+    if claim in figs:
+      f = figs[claim](res, rs, fig_dir / f"{suite}_{fig_names[claim]}")
+      if f:
+        files.append(f)
+    if claim == "claim5":
+      files += _copy_ood_hists(res, rs, fig_dir, suite)
+    sections[claim] = {"table": table, "verdict": verdict, "figures": files}
+  payload = {"suite": suite, "seeds": list(seeds), "out": str(out),
+             "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "claims": sections, "runs": res}
+  _write_json(fig_dir / f"results_{suite}.json", payload)
+  if docs is not None:
+    update_docs(docs, suite, sections, fig_dir)
+  return payload
+
+
+def _begin(suite, claim):
+  return f"<!-- BEGIN {suite}:{claim} -->"
+
+
+def _end(suite, claim):
+  return f"<!-- END {suite}:{claim} -->"
+
+
+def _verdict_open(suite, claim):
+  return f"<!-- VERDICT {suite}:{claim} -->"
+
+
+VERDICT_CLOSE = "<!-- /VERDICT -->"
+
+
+def _relpath(target: Path, start: Path) -> str:
+  import os
+  return os.path.relpath(target, start)
+
+
+def update_docs(docs: str | Path, suite: str, sections: Mapping[str, Mapping],
+                fig_dir: Path) -> None:
+  """Replaces the marked results block and verdict of each claim in ``docs`` (appends missing
+  ones under a ``## Results: suite <suite>`` heading)."""
+  docs = Path(docs)
+  text = docs.read_text() if docs.exists() else "# Reproduction\n"
+  appended = []
+  for claim, sec in sections.items():
+    figs = "".join(f"\n![{f}]({_relpath(fig_dir / f, docs.parent)})" for f in sec["figures"]
+                   if "ood_hist_" not in f)
+    hist = [f for f in sec["figures"] if "ood_hist_" in f]
+    if hist:
+      figs += "\n\nOOD histograms: " + ", ".join(
+          f"[{f}]({_relpath(fig_dir / f, docs.parent)})" for f in hist)
+    body = (f"_Generated by `python -m launch.reproduce --suite {suite}` at "
+            f"{time.strftime('%Y-%m-%d %H:%M')}; mean ± sample std over finished seeds "
+            f"(one value: a single seed)._\n\n{sec['table']}\n{figs}\n")
+    b, e = _begin(suite, claim), _end(suite, claim)
+    if b in text and e in text:
+      i, j = text.index(b) + len(b), text.index(e)
+      text = text[:i] + "\n" + body + text[j:]
+    else:
+      appended.append(f"### {claim}: {CLAIMS[claim]}\n\n{b}\n{body}{e}\n")
+    vo = _verdict_open(suite, claim)
+    if vo in text and VERDICT_CLOSE in text[text.index(vo):]:
+      i = text.index(vo) + len(vo)
+      j = text.index(VERDICT_CLOSE, i)
+      text = text[:i] + sec["verdict"] + text[j:]
+    else:
+      appended.append(f"Verdict ({claim}): {vo}{sec['verdict']}{VERDICT_CLOSE}\n")
+  if appended:
+    text = text.rstrip("\n") + f"\n\n## Results: suite {suite}\n\n" + "\n".join(appended)
+  tmp = docs.with_name(docs.name + ".tmp")
+  tmp.write_text(text)
+  tmp.replace(docs)
