@@ -42,6 +42,12 @@ Fields (``None`` fields are typed placeholders, overridable from the command lin
   ``log_every`` (steps), ``eval_every`` and ``checkpoint_every`` (steps; 0 = once per epoch),
   ``keep_checkpoints``, ``tensorboard``, ``debug_nonfinite_at_step`` (test hook: an infinite
   learning rate at that step; -1 = off).
+* ``restart`` (default False): allow starting from step 0 in a work directory that holds an
+  earlier run's files but *no usable checkpoint* (only damaged checkpoints, a different
+  ``config.json``, or ``metrics.jsonl`` lines past the first checkpoint step); those files move
+  to ``WORKDIR/previous_<time>/``. Without it such a work directory is an error. A usable
+  checkpoint is always resumed, restart or not (a requeued job keeps its progress); use a new
+  ``--workdir`` to start over. See ``docs/RELIABILITY.md``.
 """
 
 from ml_collections import ConfigDict, config_dict
@@ -108,6 +114,7 @@ def base_config() -> ConfigDict:
   c.keep_checkpoints = 3
   c.tensorboard = True
   c.debug_nonfinite_at_step = -1
+  c.restart = False
   return c
 
 

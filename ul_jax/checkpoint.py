@@ -5,6 +5,8 @@ Layout of a work directory::
     WORKDIR/config.json            the config of the run that created the work directory
     WORKDIR/checkpoints/<step>/    orbax checkpoints (the last ``keep`` are kept)
     WORKDIR/metrics.jsonl          (written by :mod:`ul_jax.train`)
+    WORKDIR/damaged_checkpoints/   damaged checkpoints moved out of the way by a resume
+    WORKDIR/previous_<time>/       an earlier run's files, moved aside by ``config.restart``
 
 What a checkpoint holds: the whole :class:`ul_jax.train.TrainState` — ``step``, ``params``,
 ``batch_stats``, the fixed PAL/FNPAL ``prototypes`` and ``opt_state`` (momentum buffers and the
@@ -13,40 +15,67 @@ schedule's step count). Nothing else is needed to resume bit-exactly: the batch 
 :mod:`ul_jax.data.pipeline` and :func:`ul_jax.data.augment_key`), so the data iterator and the
 RNG are re-created from the restored step, not stored.
 
+Integrity. Every checkpoint carries, in orbax's ``_CHECKPOINT_METADATA`` (written into the
+temporary directory *before* orbax's atomic rename commits the step), a ``ul_jax`` record: a
+fingerprint of every leaf (shape, dtype and a BLAKE2b digest of its bytes, see
+:func:`state_fingerprint`) plus whatever the caller passes as ``extra`` (the loop stores the
+metrics of the steps since the last log line there, so a resumed log is identical). A restore
+re-computes the fingerprint of what it read and compares. So a checkpoint is *usable* only if
+orbax reads it without error **and** every restored byte is the saved one; anything else —
+truncated or deleted files, an unreadable ``_METADATA`` or ``_CHECKPOINT_METADATA``, flipped
+bits — raises :class:`CheckpointCorruptError` naming the checkpoint and the reason, and
+:meth:`Checkpointer.restore_latest` falls back to the previous checkpoint. orbax's temporary
+directories (``<step>.orbax-checkpoint-tmp*``, left by a kill during a save) are never listed as
+checkpoints and are replaced by the next save of that step.
+
 Safety checks, all raising ``ValueError`` that names the offending field:
 
 * :func:`check_resume_config` — a stored ``config.json`` whose *shape-relevant* fields
   (:data:`SHAPE_FIELDS`) differ from the new config refuses the resume;
 * :meth:`Checkpointer.restore` compares the stored tree (paths, shapes, dtypes) with the state
-  built from the config *before* reading any array, and names every mismatching leaf.
+  built from the config *before* reading any array, and names every mismatching leaf
+  (:class:`CheckpointMismatchError`).
 
 Every process calls :meth:`Checkpointer.save` / :meth:`Checkpointer.restore` (orbax coordinates
-multi-host writes); only process 0 writes ``config.json``.
+multi-host writes); only process 0 writes ``config.json``. In a multi-process run ``save`` also
+compares the fingerprints of every process's replica of the (replicated) state and refuses to
+save replicas that differ (:class:`ReplicaMismatchError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 __all__ = [
     "SHAPE_FIELDS",
     "CONFIG_FILE",
     "Checkpointer",
+    "CheckpointCorruptError",
+    "CheckpointMismatchError",
+    "ReplicaMismatchError",
     "flatten_config",
     "save_config",
     "load_config",
     "check_resume_config",
     "tree_signature",
+    "state_fingerprint",
+    "fingerprint_digest",
+    "sync_processes",
 ]
 
 CONFIG_FILE = "config.json"
+METADATA_KEY = "ul_jax"          # key of our record in orbax's custom checkpoint metadata
+FORMAT_VERSION = 1
 
 # Config fields that change the shapes or the structure of the saved state.
 SHAPE_FIELDS: tuple[str, ...] = (
@@ -59,6 +88,25 @@ SHAPE_FIELDS: tuple[str, ...] = (
     "head.prototype_seed",    # the stored prototypes would silently replace the new ones
     "optimizer.momentum",     # compared as "momentum > 0": SGD without momentum has no buffers
 )
+
+
+class CheckpointMismatchError(ValueError):
+    """The stored tree (leaf paths, shapes, dtypes) differs from the state built from the config:
+    a config problem, not a damaged checkpoint (no fallback to an older checkpoint)."""
+
+
+class CheckpointCorruptError(RuntimeError):
+    """A checkpoint cannot be read, or what was read is not what was saved.
+
+    Attributes: ``path`` (the step directory), ``reason`` (one line)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"checkpoint {path} is damaged: {reason}")
+
+
+class ReplicaMismatchError(RuntimeError):
+    """The processes of a multi-process run hold different copies of the replicated state."""
 
 
 def flatten_config(config: Any) -> dict[str, Any]:
@@ -98,11 +146,23 @@ def save_config(workdir: str | os.PathLike, config: Any, name: str = CONFIG_FILE
 
 
 def load_config(workdir: str | os.PathLike, name: str = CONFIG_FILE) -> dict[str, Any] | None:
-    """The stored config as a nested dict, or ``None`` if there is none."""
+    """The stored config as a nested dict, or ``None`` if there is none.
+
+    Raises:
+      ValueError: the file exists but is not a JSON object (truncated or edited by hand).
+    """
     path = Path(workdir) / name
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); restore it from the run's "
+                         "previous_*/ or a copy, or move it away to start over") from None
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path} must hold a JSON object (a config); got "
+                         f"{type(stored).__name__}")
+    return stored
 
 
 def check_resume_config(stored: dict[str, Any] | None, config: Any) -> list[str]:
@@ -149,12 +209,77 @@ def tree_signature(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     return out
 
 
+def _local_copy(x: Any) -> np.ndarray:
+    """This process's copy of ``x`` on the host: the whole array if this process can address
+    it, else its first local replica (replicated arrays), else the gathered global array."""
+    if isinstance(x, jax.Array):
+        if x.is_fully_addressable:
+            return np.asarray(x)
+        if x.is_fully_replicated:
+            return np.asarray(x.addressable_shards[0].data)
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def state_fingerprint(tree: Any) -> dict[str, str]:
+    """``{"params/head/kernel": "(16, 10) float32 <blake2b-128 hex>", ...}`` of every array leaf.
+
+    Computed from this process's copy (see :func:`_local_copy`); equal fingerprints mean equal
+    shapes, dtypes and bytes (NaN payloads and -0.0 included)."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    out = {}
+    for path, leaf in leaves:
+        if not hasattr(leaf, "shape"):
+            continue
+        a = np.ascontiguousarray(_local_copy(leaf))
+        digest = hashlib.blake2b(a.tobytes(), digest_size=16).hexdigest()
+        out["/".join(_key_str(p) for p in path)] = f"{tuple(a.shape)} {a.dtype} {digest}"
+    return out
+
+
+def fingerprint_digest(fingerprint: dict[str, str]) -> str:
+    """One hex digest (sha256) of a whole :func:`state_fingerprint` (what processes compare)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+_BARRIERS = [0]
+
+
+def sync_processes(name: str) -> None:
+    """A barrier over all processes (no-op in a single-process run). Every process must make
+    the same sequence of calls (the barrier's key counts them)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        _BARRIERS[0] += 1
+        multihost_utils.sync_global_devices(f"{name}_{_BARRIERS[0]}")
+
+
+def _check_replicas(fingerprint: dict[str, str], step: int) -> None:
+    """Raises :class:`ReplicaMismatchError` if another process's copy differs from this one's."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+    digest = bytes.fromhex(fingerprint_digest(fingerprint))
+    all_digests = np.asarray(multihost_utils.process_allgather(np.frombuffer(digest, np.uint8)))
+    differ = [p for p in range(all_digests.shape[0]) if not np.array_equal(all_digests[p],
+                                                                          all_digests[0])]
+    if differ:
+        raise ReplicaMismatchError(
+            f"the replicated train state differs between processes at step {step}: processes "
+            f"{differ} hold other values than process 0 (fingerprint of process "
+            f"{jax.process_index()}: {digest.hex()[:16]}); refusing to save it")
+    logging.info("checkpoint %d: the state is identical on all %d processes (fingerprint %s)",
+                 step, all_digests.shape[0], digest.hex()[:16])
+
+
 class Checkpointer:
     """``CheckpointManager`` over ``directory`` keeping the last ``keep`` checkpoints.
 
     Args:
       directory: where the step folders go (created).
-      keep: number of checkpoints kept (older ones are deleted after a save commits).
+      keep: number of checkpoints kept (older ones are deleted after a save commits). With
+        ``keep >= 2`` a damaged latest checkpoint can fall back to the one before it.
       async_save: orbax's asynchronous saving (the device→host copy happens in :meth:`save`,
         the file writes in a background thread; :meth:`wait` blocks until they are committed).
     """
@@ -173,30 +298,71 @@ class Checkpointer:
         return self._mngr.latest_step()
 
     def all_steps(self) -> list[int]:
-        return list(self._mngr.all_steps())
+        return sorted(int(s) for s in self._mngr.all_steps())
 
     def path(self, step: int) -> Path:
         return self.directory / str(int(step))
 
-    def save(self, step: int, state: Any) -> Path:
-        """Saves ``state`` as checkpoint ``step`` (every process must call this)."""
-        self._mngr.save(int(step), args=ocp.args.StandardSave(state), force=True)
+    def reload(self) -> None:
+        """Re-reads the list of checkpoints from the directory."""
+        self._mngr.reload()
+
+    def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> Path:
+        """Saves ``state`` as checkpoint ``step`` (every process must call this), with its
+        fingerprint and the JSON-serializable ``extra`` (see :meth:`extra`) in the checkpoint's
+        metadata.
+
+        Raises:
+          ReplicaMismatchError: (multi-process) the processes' copies of the state differ.
+        """
+        fingerprint = state_fingerprint(state)
+        _check_replicas(fingerprint, int(step))
+        record = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "extra": extra or {}}
+        self._mngr.save(int(step), args=ocp.args.StandardSave(state), force=True,
+                        custom_metadata={METADATA_KEY: record})
         return self.path(step)
 
     def wait(self) -> None:
         """Blocks until every started save is committed."""
         self._mngr.wait_until_finished()
 
-    def restore(self, step: int, target: Any) -> Any:
+    def _record(self, step: int) -> dict[str, Any] | None:
+        try:
+            custom = self._mngr.metadata(int(step)).custom_metadata or {}
+        except Exception:  # noqa: BLE001 - an unreadable metadata file is "no record"
+            return None
+        record = custom.get(METADATA_KEY)
+        return record if isinstance(record, dict) and "fingerprint" in record else None
+
+    def extra(self, step: int) -> dict[str, Any]:
+        """The ``extra`` dict saved with checkpoint ``step`` (``{}`` if none)."""
+        record = self._record(step)
+        return dict(record.get("extra") or {}) if record else {}
+
+    def restore(self, step: int, target: Any, verify: bool = True) -> Any:
         """Restores checkpoint ``step`` into the structure, shapes, dtypes and shardings of
         ``target`` (a state or its ``jax.ShapeDtypeStruct`` tree with ``.sharding``).
 
+        Args:
+          verify: require the saved fingerprint and compare it with what was read. ``False``
+            restores checkpoints written before fingerprints existed (unverified).
+
         Raises:
-          ValueError: the stored tree differs from ``target`` (missing or extra leaves, other
-            shapes or dtypes), naming each differing leaf path and both shapes.
+          CheckpointMismatchError: the stored tree differs from ``target`` (missing or extra
+            leaves, other shapes or dtypes), naming each differing leaf path and both shapes.
+          CheckpointCorruptError: the checkpoint cannot be read, has no fingerprint (with
+            ``verify``), or what was read differs from what was saved.
         """
         self.wait()
-        stored = tree_signature(self._mngr.item_metadata(int(step)).tree)
+        path = self.path(step)
+        if not path.is_dir():
+            raise CheckpointCorruptError(path, "the step directory does not exist")
+        try:
+            stored = tree_signature(self._mngr.item_metadata(int(step)).tree)
+        except Exception as e:  # noqa: BLE001 - orbax raises many types for unreadable files
+            raise CheckpointCorruptError(
+                path, f"its tree metadata cannot be read ({type(e).__name__}: "
+                      f"{_one_line(e)})") from e
         wanted = tree_signature(target)
         problems = []
         rank = {"params": 0, "prototypes": 1, "batch_stats": 2}   # most telling first
@@ -210,18 +376,71 @@ class Checkpointer:
                                 f"model has {wanted[k][0]} {wanted[k][1]}")
         if problems:
             shown = problems[:8] + ([f"... {len(problems) - 8} more"] if len(problems) > 8 else [])
-            raise ValueError(
-                f"checkpoint {self.path(step)} does not match the state built from the config "
+            raise CheckpointMismatchError(
+                f"checkpoint {path} does not match the state built from the config "
                 f"({len(problems)} difference(s)): " + "; ".join(shown)
                 + ". Check the shape-relevant config fields "
                 + ", ".join(SHAPE_FIELDS) + ".")
+        record = self._record(step)
+        if verify and record is None:
+            raise CheckpointCorruptError(
+                path, "it has no ul_jax fingerprint in its _CHECKPOINT_METADATA (the file is "
+                      "missing or unreadable, or the checkpoint predates fingerprints: "
+                      "restore(..., verify=False) reads it unverified)")
 
         def abstract(x):
             sharding = getattr(x, "sharding", None)
             return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
-        return self._mngr.restore(int(step),
-                                  args=ocp.args.StandardRestore(jax.tree.map(abstract, target)))
+        try:
+            restored = self._mngr.restore(
+                int(step), args=ocp.args.StandardRestore(jax.tree.map(abstract, target)))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointCorruptError(
+                path, f"orbax cannot read it ({type(e).__name__}: {_one_line(e)})") from e
+        if verify:
+            saved, got = record["fingerprint"], state_fingerprint(restored)
+            bad = sorted(k for k in set(saved) | set(got) if saved.get(k) != got.get(k))
+            if bad:
+                raise CheckpointCorruptError(
+                    path, f"{len(bad)} restored array(s) differ from the saved ones (fingerprint "
+                          f"mismatch): {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+        return restored
+
+    def restore_latest(self, target: Any) -> tuple[int | None, Any, list[CheckpointCorruptError]]:
+        """Restores the newest usable checkpoint: ``(step, state, damaged)``.
+
+        Tries the checkpoints from the newest down; a damaged one (:class:`CheckpointCorruptError`)
+        is recorded in ``damaged`` (newest first) and the next older one is tried. ``step`` is
+        ``None`` (and ``state`` is ``target``) when none is usable. A
+        :class:`CheckpointMismatchError` is raised at once (the config does not fit the run).
+        """
+        damaged: list[CheckpointCorruptError] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                return step, self.restore(step, target), damaged
+            except CheckpointCorruptError as e:
+                damaged.append(e)
+        return None, target, damaged
+
+    def move_aside(self, steps: list[int], destination: str | os.PathLike) -> list[Path]:
+        """Moves the step directories ``steps`` to ``destination/<step>`` (``<step>.1`` ... if
+        taken) — process 0 moves, every process must call this — and re-reads the list."""
+        self.wait()
+        dest_dir, moved = Path(destination), []
+        for step in steps:
+            target = dest_dir / str(int(step))
+            n = 0
+            while target.exists():
+                n += 1
+                target = dest_dir / f"{int(step)}.{n}"
+            moved.append(target)
+            if jax.process_index() == 0 and self.path(step).exists():
+                dest_dir.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(self.path(step)), str(target))
+        sync_processes("ul_jax_move_aside")
+        self.reload()
+        return moved
 
     def close(self) -> None:
         self.wait()
@@ -232,3 +451,11 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """The error on one line, without TensorStore's spec dumps, at most ``limit`` characters."""
+    s = " ".join(str(e).split())
+    for cut in (" See full TensorStore details", " [tensorstore_spec="):
+        s = s.split(cut)[0]
+    return s if len(s) <= limit else s[:limit] + " ..."

@@ -7,8 +7,9 @@ Locations:
 A cache entry is a directory holding one ``<name>.npy`` per array and a ``meta.json`` written
 *last*; every file is written to a temporary name in the same directory, fsync'ed and renamed
 (``os.replace`` is atomic on POSIX), so a run killed at any point leaves either no entry or a
-complete one. :func:`load_arrays` checks every array's shape and dtype against ``meta.json``
-and treats a mismatch or an unreadable file as a miss (with a warning), never as data.
+complete one. :func:`load_arrays` checks every array's shape, dtype and sha256 (of its bytes)
+against ``meta.json`` and treats a mismatch or an unreadable file as a miss (with a warning),
+never as data; an entry without a sha256 (written before it was recorded) is rebuilt too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "default_cache_dir",
     "sha256_file",
     "sha256_text",
+    "array_sha256",
     "save_arrays",
     "load_arrays",
 ]
@@ -71,6 +73,17 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def array_sha256(arr: np.ndarray, chunk_rows: int = 4096) -> str:
+    """Hex sha256 of an array's C-order bytes (hashed in chunks of rows: no full copy)."""
+    h = hashlib.sha256()
+    if arr.ndim == 0:
+        h.update(np.ascontiguousarray(arr).tobytes())
+    else:
+        for start in range(0, arr.shape[0], chunk_rows):
+            h.update(np.ascontiguousarray(arr[start : start + chunk_rows]).tobytes())
+    return h.hexdigest()
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -106,7 +119,7 @@ def save_arrays(directory: Path, arrays: Mapping[str, np.ndarray], meta: Mapping
     for name, arr in arrays.items():
         arr = np.ascontiguousarray(arr)
         _atomic_write(directory / f"{name}.npy", lambda f, a=arr: np.save(f, a, allow_pickle=False))
-        info[name] = {"shape": list(arr.shape), "dtype": arr.dtype.str}
+        info[name] = {"shape": list(arr.shape), "dtype": arr.dtype.str, "sha256": array_sha256(arr)}
     payload = json.dumps({**meta, "arrays": info}, indent=1).encode("utf-8")
     _atomic_write(directory / _META, lambda f: f.write(payload))
 
@@ -127,6 +140,10 @@ def load_arrays(directory: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
                     f"{name}.npy has shape {arr.shape} dtype {arr.dtype.str}; meta.json says "
                     f"{tuple(spec['shape'])} {spec['dtype']}"
                 )
+            if "sha256" not in spec:
+                raise ValueError(f"meta.json records no sha256 for {name}.npy (an older entry)")
+            if array_sha256(arr) != spec["sha256"]:
+                raise ValueError(f"{name}.npy differs from the bytes that were written (sha256)")
             arrays[name] = arr
     except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
         _log.warning("ignoring invalid cache entry %s (%s); rebuilding it", directory, e)

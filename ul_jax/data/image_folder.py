@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import tarfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -135,16 +136,29 @@ def _iter_directory(
                 yield cls_dir.name, str(f.relative_to(path)), f.read_bytes()
 
 
+def _guard_archive(stream: Iterator[tuple[str, str, bytes]], where: str):
+    """Re-raises the errors of a truncated or corrupt archive as a ``ValueError`` naming it
+    (``tarfile`` / ``gzip`` say only "unexpected end of data")."""
+    try:
+        yield from stream
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        raise ValueError(f"cannot read {where}: {type(e).__name__}: {e}. The archive is "
+                         "truncated or corrupt: copy or download it again") from e
+
+
 def _decode_folder(
     path: Path, split: str, image_size: tuple[int, int] | None
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     classes: set[str] = set()
     splits: set[str] = set()
     where = f"archive {str(path)!r}" if path.is_file() else f"folder {str(path)!r}"
-    stream = _iter_archive if path.is_file() else _iter_directory
+    if path.is_file():
+        stream = _guard_archive(_iter_archive(path, split, classes, splits), where)
+    else:
+        stream = _iter_directory(path, split, classes, splits)
     records: list[tuple[str, str, np.ndarray]] = []
     shape = None
-    for cls, name, data in stream(path, split, classes, splits):
+    for cls, name, data in stream:
         img = decode_image(data, f"{name!r} in {where}", image_size)
         if shape is None:
             shape = img.shape

@@ -3,7 +3,8 @@ resume, metrics (JSONL + TensorBoard) and config validation.
 
 Modules:
   step      -- :class:`TrainState`, pure :func:`train_step` / :func:`eval_step`, sharded wrappers.
-  loop      -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``, :class:`NonFiniteError`.
+  loop      -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``, :class:`NonFiniteError`,
+               :class:`NoUsableCheckpointError` (resume, fallback, preemption: docs/RELIABILITY.md).
   validate  -- :func:`validate_config` (``ValueError`` naming the bad field, before any compute).
   writers   -- ``metrics.jsonl`` and TensorBoard event files without TensorFlow.
 
@@ -14,6 +15,7 @@ documents every field); the CLI is ``python -m launch.train``.
 from ul_jax.train.loop import (
     BATCH_METRICS,
     NonFiniteError,
+    NoUsableCheckpointError,
     TrainData,
     build_model_from_config,
     build_optimizer_from_config,
@@ -48,6 +50,7 @@ __all__ = [
     "NONFINITE_BITS",
     "NUM_CLASSES",
     "NonFiniteError",
+    "NoUsableCheckpointError",
     "StepConfig",
     "TrainData",
     "TrainState",

@@ -204,3 +204,10 @@ def validate_config(config: Any, device_count: int | None = None) -> None:
         raise _bad("debug_nonfinite_at_step", dbg, "-1 (off) or a step >= 1")
     if not isinstance(g("tensorboard"), bool):
         raise _bad("tensorboard", g("tensorboard"), "True or False")
+    # optional (config.json files written before the field existed lack it): default False
+    try:
+        restart = get_field(config, "restart")
+    except ValueError:
+        restart = False
+    if not isinstance(restart, bool):
+        raise _bad("restart", restart, "True or False")
