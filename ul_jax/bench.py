@@ -7,16 +7,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-
-def _time(fn, *args, repeats: int = 3) -> float:
-    """Best wall time of ``fn(*args)`` over ``repeats`` runs after one warm-up (compile) run."""
-    jax.block_until_ready(fn(*args))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t0)
-    return best
+from ul_jax.bench_train import best_time
 
 
 def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> dict:
@@ -61,8 +52,8 @@ def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> d
             return ufm.gradient_descent(h0, w0, b0, lrs, gamma=1 / 99, record_every=every,
                                         metrics_fn=norm)[1]["norm_Z"]
 
-        t_closed = _time(closed_curve, h0, w0, b0)
-        t_sim = _time(simulated_curve, h0, w0, b0, repeats=1)
+        t_closed = best_time(closed_curve, h0, w0, b0)
+        t_sim = best_time(simulated_curve, h0, w0, b0, repeats=1)
         out["closed_curve_500_s"] = t_closed
         out["simulated_curve_s"] = t_sim
         out["simulated_over_closed"] = t_sim / t_closed
@@ -86,8 +77,8 @@ def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> d
         k = 200
         run_dense = jax.jit(lambda z: jax.lax.scan(dense_step, z, None, length=k)[0])
         run_struct = jax.jit(lambda z: jax.lax.scan(structured_step, z, None, length=k)[0])
-        t_dense = _time(run_dense, (h0, w0, b0)) / k
-        t_struct = _time(run_struct, (h0, w0, b0)) / k
+        t_dense = best_time(run_dense, (h0, w0, b0)) / k
+        t_struct = best_time(run_struct, (h0, w0, b0)) / k
         out["dense_autodiff_step_us"] = t_dense * 1e6
         out["structured_grad_step_us"] = t_struct * 1e6
         out["dense_over_structured"] = t_dense / t_struct

@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["matmul_ceiling", "train_benchmark"]
+__all__ = ["best_time", "matmul_ceiling", "train_benchmark"]
 
 
-def _best_time(fn, *args, repeats: int = 3) -> float:
+def best_time(fn, *args, repeats: int = 3) -> float:
     jax.block_until_ready(fn(*args))
     best = float("inf")
     for _ in range(repeats):
@@ -36,7 +36,7 @@ def matmul_ceiling(n: int = 2048, dtype: str = "float32", repeats: int = 3) -> f
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     a = jax.random.normal(k1, (n, n), jnp.dtype(dtype))
     b = jax.random.normal(k2, (n, n), jnp.dtype(dtype))
-    t = _best_time(jax.jit(jnp.matmul), a, b, repeats=repeats)
+    t = best_time(jax.jit(jnp.matmul), a, b, repeats=repeats)
     return 2.0 * n**3 / t
 
 
@@ -99,7 +99,7 @@ def train_benchmark(arch: str = "resnet18", batch: int = 64, steps: int = 5,
     step_s = (time.perf_counter() - t0) / steps
 
     eval_fn = jit_eval_step(model, cfg, mesh)
-    eval_s = _best_time(eval_fn, state, eval_batch, repeats=max(1, min(steps, 3)))
+    eval_s = best_time(eval_fn, state, eval_batch, repeats=max(1, min(steps, 3)))
 
     ceiling = matmul_ceiling(matmul_n, dtype)
     achieved = flops / step_s if flops else None
