@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
   p.add_argument("--suite", default="cpu", help="cpu | cpu_step | paper")
   p.add_argument("--out", required=True, help="directory of the runs (OUT/<run>/seed<k>)")
   p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these runs")
-  p.add_argument("--seeds", nargs="+", type=int, default=[0])
+  p.add_argument("--seeds", nargs="+", type=int, default=None,
+                 help="seeds to train (default 0); tables always cover every seed on disk")
   p.add_argument("--tables_only", action="store_true", help="no training: tables/figures/docs")
   p.add_argument("--fig_dir", default=None, help="default: <repo>/figures/reproduction")
   p.add_argument("--docs", default=str(reproduce.REPO_ROOT / "docs" / "REPRODUCTION.md"))
@@ -30,13 +31,16 @@ def main(argv: list[str] | None = None) -> int:
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
   try:
     runs = reproduce.load_suite(args.suite)
+    name, report_runs = reproduce.report_suite(args.suite)
     if args.tables_only:
-      rep = reproduce.report(runs, args.out, seeds=args.seeds, suite=args.suite,
+      seeds = reproduce.seeds_on_disk(report_runs, args.out, args.seeds or ())
+      rep = reproduce.report(report_runs, args.out, seeds=seeds or [0], suite=name,
                              fig_dir=args.fig_dir, docs=args.docs)
       failed = []
     else:
-      out = reproduce.run_suite(runs, args.out, seeds=args.seeds, suite=args.suite,
-                                fig_dir=args.fig_dir, docs=args.docs, only=args.only)
+      out = reproduce.run_suite(runs, args.out, seeds=args.seeds or [0], suite=name,
+                                fig_dir=args.fig_dir, docs=args.docs, only=args.only,
+                                report_runs=report_runs)
       rep, failed = out["report"], out["failed"]
       print(f"ran {len(out['ran'])}, skipped {len(out['skipped'])} (finished), "
             f"failed {len(failed)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import jax
@@ -240,10 +241,24 @@ def test_runner_end_to_end(tmp_path, monkeypatch):
 
   # the CLI's --tables_only path on the same runs (suite "micro" resolved by monkeypatch)
   monkeypatch.setattr(rp, "load_suite", lambda name: MICRO)
+  monkeypatch.setattr(rp, "report_suite", lambda name: ("micro", MICRO))
   rc = cli.main(["--suite", "micro", "--out", str(out), "--tables_only", "--fig_dir",
                  str(figs), "--docs", str(docs)])
   assert rc == 0
   assert docs.read_text().count("<!-- BEGIN micro:claim1 -->") == 1
+
+  # a second seed on disk (a copy of seed 0) enters every table without --seeds: n = 2, std 0
+  shutil.copytree(out / "c2_ce" / "seed0", out / "c2_ce" / "seed1")
+  assert rp.seeds_on_disk(MICRO, out) == [0, 1]
+  rc = cli.main(["--suite", "micro", "--out", str(out), "--tables_only", "--fig_dir",
+                 str(figs), "--docs", str(docs)])
+  assert rc == 0
+  payload = json.loads((figs / "results_micro.json").read_text())
+  assert payload["seeds"] == [0, 1]
+  ece = 100 * ev_ce["calibration"]["ece"]
+  assert f"| {ece:.2f} ± 0.00 |" in payload["claims"]["claim4"]["table"]
+  assert payload["runs"]["c1_ul"]["seeds"]["1"]["status"] == "not run"
+  assert f"{ece:.2f} ± 0.00" in docs.read_text()
 
 
 def test_runner_selection_and_pending(tmp_path):
@@ -251,6 +266,12 @@ def test_runner_selection_and_pending(tmp_path):
     rp.run_suite(MICRO, tmp_path, only=["nope"], fig_dir=tmp_path, docs=None)
   with pytest.raises(ValueError, match="unknown suite"):
     rp.load_suite("nope")
+  # cpu_step runs land in the cpu tables
+  from configs.cpu import suite as cpu_suite
+  assert rp.report_suite("cpu_step") == ("cpu", cpu_suite.RUNS + cpu_suite.STEP_RUNS)
+  assert rp.report_suite("cpu") == ("cpu", cpu_suite.RUNS + cpu_suite.STEP_RUNS)
+  assert rp.report_suite("paper")[0] == "paper"
+  assert rp.seeds_on_disk(MICRO, tmp_path / "nothing", (3,)) == [3]
   rep = rp.report(MICRO, tmp_path / "empty", suite="micro", fig_dir=tmp_path / "f", docs=None)
   assert all(s["verdict"] == rp.PENDING for s in rep["claims"].values())
   assert rp.mean_std([0.5, 0.7])[0] == pytest.approx(0.6)

@@ -100,6 +100,16 @@ class Run:
 # --------------------------------------------------------------------------------------------
 # suites and configs
 # --------------------------------------------------------------------------------------------
+def report_suite(name: str) -> tuple[str, tuple[Run, ...]]:
+  """``(report name, runs)`` whose tables ``--suite name`` regenerates: a suite module may define
+  ``REPORT_RUNS`` (``configs/cpu/suite.py``: the cpu runs plus the optional step-imbalance runs,
+  so ``cpu_step`` results land in the same tables); ``cpu_step`` reports as ``cpu``."""
+  module = "cpu" if name == "cpu_step" else name
+  runs = load_suite(module)
+  mod = importlib.import_module(f"configs.{module}.suite")
+  return module, tuple(getattr(mod, "REPORT_RUNS", runs))
+
+
 def load_suite(name: str) -> tuple[Run, ...]:
   """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``) and
   ``cpu_step`` (``configs/cpu/suite.py: STEP_RUNS``)."""
@@ -149,6 +159,22 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None, seed: int
 
 def run_dir(out: Path, run: Run, seed: int) -> Path:
   return Path(out) / run.name / f"seed{seed}"
+
+
+def seeds_on_disk(runs: Sequence[Run], out: str | Path,
+                  extra: Iterable[int] = ()) -> list[int]:
+  """Sorted seeds ``k`` with an ``OUT/<run>/seed<k>`` directory for any of ``runs``, together
+  with ``extra`` — so the tables always cover every seed run so far, whichever ``--seeds`` the
+  last invocation had."""
+  found = set(int(s) for s in extra)
+  for run in runs:
+    d = Path(out) / run.name
+    if not d.is_dir():
+      continue
+    for sub in d.iterdir():
+      if sub.is_dir() and sub.name.startswith("seed") and sub.name[4:].isdigit():
+        found.add(int(sub.name[4:]))
+  return sorted(found)
 
 
 def read_status(workdir: Path) -> dict | None:
@@ -212,9 +238,11 @@ def run_one(run: Run, seed: int, out: Path) -> dict:
 
 def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0,),
               suite: str = "suite", fig_dir: str | Path | None = None,
-              docs: str | Path | None = None, only: Iterable[str] | None = None) -> dict:
-  """Runs every unfinished (run, seed), then :func:`report`. Returns ``{"ran": [...],
-  "skipped": [...], "failed": [...], "report": ...}``."""
+              docs: str | Path | None = None, only: Iterable[str] | None = None,
+              report_runs: Sequence[Run] | None = None) -> dict:
+  """Runs every unfinished (run, seed), then :func:`report` over ``report_runs`` (default
+  ``runs``) and every seed found on disk. Returns ``{"ran": [...], "skipped": [...],
+  "failed": [...], "report": ...}``."""
   out = Path(out)
   selected = _select(runs, only)
   ran, skipped, failed = [], [], []
@@ -239,7 +267,9 @@ def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0
       _log.info("%s seed %d: %s", run.name, seed, {k: st.get(k) for k in
                                                   ("status", "step", "top1", "train_seconds")})
       ran.append((run.name, seed))
-  rep = report(runs, out, seeds=seeds, suite=suite, fig_dir=fig_dir, docs=docs)
+  report_runs = tuple(report_runs) if report_runs is not None else tuple(runs)
+  rep = report(report_runs, out, seeds=seeds_on_disk(report_runs, out, seeds), suite=suite,
+               fig_dir=fig_dir, docs=docs)
   return {"ran": ran, "skipped": skipped, "failed": failed, "report": rep}
 
 
@@ -679,11 +709,14 @@ def _copy_ood_hists(res, runs, fig_dir: Path, suite: str) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # report and docs
 # --------------------------------------------------------------------------------------------
-def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0,),
+def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None = None,
            suite: str = "suite", fig_dir: str | Path | None = None,
            docs: str | Path | None = None) -> dict:
-  """Tables, verdicts, figures and results JSON from whatever has finished; updates ``docs``."""
+  """Tables, verdicts, figures and results JSON from whatever has finished; updates ``docs``.
+  ``seeds=None``: every seed found on disk (:func:`seeds_on_disk`; ``[0]`` when none)."""
   out = Path(out)
+  if seeds is None:
+    seeds = seeds_on_disk(runs, out) or [0]
   fig_dir = Path(fig_dir) if fig_dir is not None else REPO_ROOT / "figures" / "reproduction"
   fig_dir.mkdir(parents=True, exist_ok=True)
   res = collect(runs, out, seeds)
