@@ -137,7 +137,7 @@ def test_paper_models_build_and_step():
 
 def test_cpu_suite_configs():
   runs = rp.load_suite("cpu")
-  assert len(runs) == 17 and len({r.name for r in runs}) == 17
+  assert len(runs) == 18 and len({r.name for r in runs}) == 18
   claims = {c for r in runs for c in r.claims}
   assert claims == set(rp.CLAIMS)
   for r in runs + rp.load_suite("cpu_step"):
@@ -152,6 +152,14 @@ def test_cpu_suite_configs():
   assert cpu_cifar10.get_config("ce_efr,exp100").objective.efr_weight == pytest.approx(2e-5)
   assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_weight == pytest.approx(1e-6)
   assert cpu_cifar10.get_config("ul,full").optimizer.schedule == "constant"
+  # the claim-1 control differs from c1_ul only in the head/objective (same constant lr, logging)
+  c1 = {r.name: rp.load_config(r.config, r.overrides) for r in runs if "claim1" in r.claims}
+  assert set(c1) == {"c1_ul", "c1_ul_pal_const"}
+  a, b = c1["c1_ul"], c1["c1_ul_pal_const"]
+  assert b.optimizer.schedule == a.optimizer.schedule == "constant"
+  assert (b.log_every, b.optimizer.lr, b.num_train_steps) == (
+      a.log_every, a.optimizer.lr, a.num_train_steps)
+  assert b.head.kind == "pal" and a.head.kind == "linear"
   # the paper config the CPU config came from is not modified
   assert table2.get_config("ce_efr,exp100").model.arch == "resnet18"
   with pytest.raises(ValueError):

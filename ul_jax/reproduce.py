@@ -421,7 +421,7 @@ def _claim1(res, runs, seeds) -> tuple[str, str]:
         outcome = f"finite through all {e.get('total_steps')} steps"
       else:
         outcome = st
-      outcomes.append(st)
+      outcomes.append((r, st))
       last = _last(c) if c else {}
       first_h = _first_val(c, "train/feature_norm") if c else None
       rows.append(f"| {r.name} | {seed} | {outcome} | {_g(last.get('train/epoch'))} | "
@@ -430,14 +430,19 @@ def _claim1(res, runs, seeds) -> tuple[str, str]:
                   f"{_g(last.get('train/prototype_norm_ratio'))} | "
                   f"{_g(last.get('train/prototype_min_norm'))} | "
                   f"{_g(last.get('train/prototype_min_angle'))} |")
-  n_nan = sum(s == "nonfinite" for s in outcomes)
-  n_fin = sum(s in FINISHED for s in outcomes)
+  ul = [s for (r, s) in outcomes if r.expect_nonfinite and s in FINISHED]
+  ctrl = [s for (r, s) in outcomes if not r.expect_nonfinite and s in FINISHED]
+  n_nan, n_fin = sum(s == "nonfinite" for s in ul), len(ul)
   if n_fin == 0:
     verdict = PENDING
   else:
-    verdict = (f"{n_nan} of {n_fin} finished plain-UL run(s) hit a non-finite step and stopped "
-               f"cleanly ({'consistent with' if n_nan == n_fin else 'partly contradicts'} "
-               f"Fig. 19); {_status_line(res, runs)}")
+    ok = n_nan == n_fin and all(s == "complete" for s in ctrl)
+    verdict = f"{n_nan} of {n_fin} finished plain-UL run(s) hit a non-finite step and stopped cleanly"
+    if ctrl:
+      verdict += (f"; {sum(s == 'complete' for s in ctrl)} of {len(ctrl)} control run(s) "
+                  f"(fixed prototypes, same lr) stayed finite")
+    verdict += (f" ({'consistent with' if ok else 'partly contradicts'} Fig. 19); "
+                f"{_status_line(res, runs)}")
   return "\n".join(rows), verdict
 
 
@@ -613,15 +618,17 @@ def _fig_claim1(res, runs, path: Path) -> str | None:
     return None
   plt = _plt()
   fig, axes = plt.subplots(1, len(FIG19_KEYS), figsize=(4 * len(FIG19_KEYS), 3.4))
+  style = {r.name: "-" if r.expect_nonfinite else "--" for r in runs}
   for ax, (key, title) in zip(axes, FIG19_KEYS):
     for name, seed, c in curves:
-      ax.plot(*_xy(c, key), label=f"{name} seed {seed}")
+      ax.plot(*_xy(c, key), style[name], label=f"{name} seed {seed}")
     ax.set_title(title)
     ax.set_xlabel("epoch")
     if key in ("train/feature_norm", "train/prototype_norm_ratio", "train/prototype_min_norm"):
       ax.set_yscale("log")
   axes[0].legend(fontsize=7)
-  fig.suptitle("Plain UL, learnable linear head (cf. Fig. 19); curves end at the last finite log")
+  fig.suptitle("Plain UL, learnable linear head (solid; cf. Fig. 19; curves end at the last "
+               "finite log) vs fixed-prototype controls (dashed)")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

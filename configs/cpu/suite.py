@@ -2,7 +2,7 @@
 ``docs/REPRODUCTION.md``). Each run is ``ul_jax.reproduce.Run(name, config, claims, setting,
 variant, ood)``; configs are ``configs/cpu/cifar10.py`` arguments.
 
-Budget (measured, see the docs): ≈ 6 min per run on a loaded 2-core CPU, 17 runs ≈ 100 min per
+Budget (measured, see the docs): ≈ 6 min per run on a loaded 2-core CPU, 18 runs ≈ 100 min per
 seed. ``--suite cpu_step`` adds the step-imbalance (ρ = 100) runs of Table 2 / Table 4 (4 runs).
 """
 
@@ -22,6 +22,11 @@ RUNS = (
     # claim 1 (Fig. 19): plain UL, learnable linear head; expected to stop with NonFiniteError
     Run(name="c1_ul", config=f"{_CFG}:ul,full", claims=("claim1",), setting="full", variant="ul",
         ood=(), expect_nonfinite=True),
+    # its control: UL with the fixed-ETF PAL head at the same constant lr 0.1 and logging —
+    # the paper's remedy; expected to stay finite (isolates the learnable head as the cause)
+    Run(name="c1_ul_pal_const", config=f"{_CFG}:ul_pal,full", claims=("claim1",),
+        setting="full", variant="ul_pal", ood=(),
+        overrides={"optimizer.schedule": "constant", "log_every": 10}),
     # claim 2 (Fig. 2): CE vs UL+PAL vs UL+FNPAL with / without RLR, balanced CIFAR-10
     *(_run(f"c2_{v}", v, "full", ("claim2",)) for v in ("ce", "ul_pal", "ul_fnpal",
                                                          "ul_fnpal_rlr")),
