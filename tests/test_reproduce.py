@@ -193,6 +193,9 @@ Claim 1. Verdict: <!-- VERDICT micro:claim1 -->pending — not yet run<!-- /VERD
 
 Claim 3. Verdict: <!-- VERDICT micro:claim3 -->pending — not yet run<!-- /VERDICT -->
 tail text stays
+
+<!-- BEGIN micro:timing -->
+<!-- END micro:timing -->
 """
 
 
@@ -238,6 +241,12 @@ def test_runner_end_to_end(tmp_path, monkeypatch):
   assert "<!-- VERDICT micro:claim3 -->pending — not yet run<!-- /VERDICT -->" in text
   assert "## Results: suite micro" in text and "<!-- BEGIN micro:claim4 -->" in text
   assert "micro_claim1_fig19.png" in text
+  # the budget table: 3 finished runs of seed 0, times from their status files
+  secs = [rp.read_status(out / n / "seed0") for n in ("c1_ul", "c2_ce", "c2_ce_efr")]
+  total = sum(st["train_seconds"] + st.get("eval_seconds", 0.0) for st in secs)
+  assert payload["timing"]["0"]["runs"] == 3
+  assert payload["timing"]["0"]["total_seconds"] == pytest.approx(total)
+  assert f"| 0 | 3 | {total / 60:.1f} |" in text
 
   # second invocation: everything is finished and skipped; the docs are rewritten in place
   mtime = (out / "c2_ce" / "seed0" / "eval.json").stat().st_mtime_ns

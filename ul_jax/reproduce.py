@@ -588,6 +588,26 @@ def _claim5(res, runs, seeds) -> tuple[str, str]:
   return "\n".join(rows), verdict
 
 
+def timing(res: Mapping, runs: Sequence[Run]) -> tuple[str, dict]:
+  """Wall-clock budget of the finished runs, from their status files (training + evaluation
+  seconds of the invocation that finished them): per seed the total and the longest run."""
+  per: dict[str, list[tuple[float, str]]] = {}
+  for r in runs:
+    for seed, e in res[r.name]["seeds"].items():
+      d = e.get("status_detail") or {}
+      if e["status"] in FINISHED and "train_seconds" in d:
+        per.setdefault(seed, []).append(
+            (float(d["train_seconds"]) + float(d.get("eval_seconds", 0.0)), r.name))
+  rows = ["| seed | finished runs | total (min) | longest run (min) |", "|---|---|---|---|"]
+  out = {}
+  for seed in sorted(per, key=int):
+    ts = per[seed]
+    tot, (mx, name) = sum(t for t, _ in ts), max(ts)
+    out[seed] = {"runs": len(ts), "total_seconds": tot, "max_seconds": mx, "max_run": name}
+    rows.append(f"| {seed} | {len(ts)} | {tot / 60:.1f} | {mx / 60:.1f} ({name}) |")
+  return "\n".join(rows), out
+
+
 _CLAIM_FNS = {"claim1": _claim1, "claim2": _claim2, "claim3": _claim3, "claim4": _claim4,
               "claim5": _claim5}
 
@@ -744,11 +764,13 @@ def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None 
     if claim == "claim5":
       files += _copy_ood_hists(res, rs, fig_dir, suite)
     sections[claim] = {"table": table, "verdict": verdict, "figures": files}
+  t_table, t_data = timing(res, runs)
   payload = {"suite": suite, "seeds": list(seeds), "out": str(out),
-             "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "claims": sections, "runs": res}
+             "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "claims": sections,
+             "timing": t_data, "runs": res}
   _write_json(fig_dir / f"results_{suite}.json", payload)
   if docs is not None:
-    update_docs(docs, suite, sections, fig_dir)
+    update_docs(docs, suite, sections, fig_dir, extra={"timing": t_table})
   return payload
 
 
@@ -773,11 +795,17 @@ def _relpath(target: Path, start: Path) -> str:
 
 
 def update_docs(docs: str | Path, suite: str, sections: Mapping[str, Mapping],
-                fig_dir: Path) -> None:
+                fig_dir: Path, extra: Mapping[str, str] | None = None) -> None:
   """Replaces the marked results block and verdict of each claim in ``docs`` (appends missing
-  ones under a ``## Results: suite <suite>`` heading)."""
+  ones under a ``## Results: suite <suite>`` heading). ``extra``: ``{key: text}`` blocks
+  written between ``<!-- BEGIN suite:key -->`` markers only where those markers exist."""
   docs = Path(docs)
   text = docs.read_text() if docs.exists() else "# Reproduction\n"
+  for key, body in (extra or {}).items():
+    b, e = _begin(suite, key), _end(suite, key)
+    if b in text and e in text:
+      i, j = text.index(b) + len(b), text.index(e)
+      text = text[:i] + "\n" + body + "\n" + text[j:]
   appended = []
   for claim, sec in sections.items():
     figs = "".join(f"\n![{f}]({_relpath(fig_dir / f, docs.parent)})" for f in sec["figures"]
