@@ -10,12 +10,25 @@ variant             what
 ``ul``              plain unhinged loss with a learnable linear head: unstable, feature and
                     prototype norms blow up and the run ends in NaN (Fig. 19)
 ``ul_pal``          unhinged loss, PAL: head fixed to a simplex ETF (norm ``head.scale``),
-                    learnable bias, no ReLU before the head (Sec. 4.1, App. C.2)
+                    no bias, no ReLU before the head (Sec. 4.1, App. C.2; why no bias: below)
 ``ul_fnpal``        unhinged loss, FNPAL: logits ``s·ŵ_cᵀĥ`` with unit ETF prototypes
 ``ul_fnpal_rlr``    FNPAL + rescaled learning rate (per-example weight sg(‖h_i‖), Sec. 4.3)
 ``ce_efr``          CE + explicit feature regularization λΣ‖h_i‖², λ = 1e-5 (Fig. 3, Table 6)
 ``ul_pal_efr``      UL-PAL + EFR, λ = 1e-6 (Table 2)
 ==================  ===========================================================================
+
+Why the PAL/FNPAL variants have no bias: the batch-mean unhinged loss is *linear* in the bias,
+``(1/n) Σ_i L_γ = … + Σ_c b_c (γ − (1+γ) π_c)`` with ``π_c`` the fraction of class ``c`` in the
+data, so ``∂/∂b_c = γ − (1+γ)π_c``: zero for every class exactly when the classes are balanced
+and γ = 1/(C−1) (the paper's σ₂ = 0 case, where the bias never moves), otherwise a constant
+push that makes the objective unbounded below in ``b`` alone. On long-tailed data a learnable
+bias therefore drifts linearly (held only by weight decay at ``b_c* = −(γ − (1+γ)π_c)/wd``,
+≈ 670 for the head class of CIFAR-10-LT ρ = 100) and swamps the fixed-norm logits ``w_cᵀh``:
+a CPU run measured ``b`` = (173, 81, 26, −8, …, −55) after 1,200 steps and 19 % accuracy with
+the tail classes never predicted (``docs/REPRODUCTION.md``). The paper's Table 2 UL numbers
+cannot come from that objective, and PAL as in Zhou et al. (2022) fixes the classifier; so
+``head.bias`` is False for PAL/FNPAL (it stays overridable; ``validate_config`` warns for UL with
+a bias on imbalanced data). The linear-head variants (``ce``, ``ce_efr``, plain ``ul``) keep it.
 
 Fields (``None`` fields are typed placeholders, overridable from the command line):
 
@@ -130,7 +143,7 @@ def apply_variant(c: ConfigDict, variant: str | None) -> ConfigDict:
   }[variant]
   c.objective.loss = loss
   c.head.kind = head
-  c.head.bias = head != "fnpal"
+  c.head.bias = head == "linear"            # PAL/FNPAL: no bias (module docstring)
   # App. C.2: PAL/FNPAL remove the ReLU before the classifier; the linear-head runs keep it.
   c.model.final_relu = head == "linear"
   c.objective.rlr = variant == "ul_fnpal_rlr"

@@ -43,11 +43,13 @@ def main(argv: list[str] | None = None) -> int:
                                 report_runs=report_runs)
       rep, failed = out["report"], out["failed"]
       print(f"ran {len(out['ran'])}, skipped {len(out['skipped'])} (finished), "
-            f"failed {len(failed)}")
+            f"failed {len(failed)}, interrupted {len(out['interrupted'])}")
   except ValueError as e:
     p.exit(2, f"{p.prog}: error: {e}\n")
   for claim, sec in rep["claims"].items():
     print(f"{claim}: {sec['verdict']}")
+  if not args.tables_only and out["interrupted"]:
+    return 75                 # preempted (SIGTERM): rerun the same command to resume
   return 1 if failed else 0
 
 

@@ -104,6 +104,30 @@ def test_unhinged_feature_gradient_is_linear_in_prototypes():
         np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_unhinged_bias_gradient_is_class_frequency_drift():
+    """∂/∂b_c of the batch-mean UL = γ − (1+γ)π_c (π_c: class frequency), whatever h and W:
+    zero for all c iff balanced with γ = 1/(C−1); else the loss is unbounded below in b
+    (why the PAL configs have no bias, configs/common.py)."""
+    rng = np.random.default_rng(7)
+    c, p = 10, 8
+    counts = np.array([5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])  # CIFAR-10-LT ρ=100
+    y = np.repeat(np.arange(c), counts // 10)
+    pi = np.bincount(y, minlength=c) / y.size
+    h = rng.normal(size=(y.size, p)).astype(np.float64)
+    w = rng.normal(size=(p, c))
+    for gamma in (1 / (c - 1), 0.0, 0.3):
+        mean_loss = lambda b, g=gamma: losses.unhinged_loss(h @ w + b, y, g).mean()
+        grad = jax.grad(mean_loss)(jnp.zeros(c))
+        np.testing.assert_allclose(grad, gamma - (1 + gamma) * pi, atol=1e-6)
+        # linear in b: a step along −grad lowers the loss by exactly t·‖grad‖²
+        t = 100.0
+        drop = mean_loss(jnp.zeros(c)) - mean_loss(-t * grad)
+        np.testing.assert_allclose(drop, t * float(jnp.sum(grad ** 2)), rtol=1e-4)
+    balanced = jax.grad(lambda b: losses.unhinged_loss(h[:50] @ w + b, np.arange(50) % c,
+                                                       1 / (c - 1)).mean())(jnp.zeros(c))
+    np.testing.assert_allclose(balanced, 0.0, atol=1e-7)
+
+
 def test_cross_entropy_differs_from_unhinged():
     """Guards against the test data making all losses trivially agree."""
     z, y = _data(6)

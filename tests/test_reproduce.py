@@ -293,3 +293,23 @@ def test_runner_selection_and_pending(tmp_path):
   assert all(s["verdict"] == rp.PENDING for s in rep["claims"].values())
   assert rp.mean_std([0.5, 0.7])[0] == pytest.approx(0.6)
   assert rp.fmt_pct([0.5, 0.7]) == "60.00 ± 14.14"
+
+
+def test_runner_stops_the_suite_when_a_run_is_interrupted(tmp_path, monkeypatch):
+  """After a SIGTERM the train loop checkpoints and returns ``preempted``; the suite must stop
+  there (every later run would be interrupted at its first step) and the CLI exits 75."""
+  calls = []
+
+  def fake_run_one(run, seed, out):
+    calls.append(run.name)
+    return {"status": "interrupted", "step": 7}
+
+  monkeypatch.setattr(rp, "run_one", fake_run_one)
+  res = rp.run_suite(MICRO, tmp_path, seeds=(0, 1), suite="micro", fig_dir=tmp_path / "f",
+                     docs=None)
+  assert calls == ["c1_ul"] and res["interrupted"] == [("c1_ul", 0)] and res["ran"] == []
+  monkeypatch.setattr(rp, "load_suite", lambda name: MICRO)
+  monkeypatch.setattr(rp, "report_suite", lambda name: ("micro", MICRO))
+  assert cli.main(["--suite", "micro", "--out", str(tmp_path), "--fig_dir",
+                   str(tmp_path / "f"), "--docs", str(tmp_path / "d.md")]) == 75
+  assert calls == ["c1_ul", "c1_ul"]

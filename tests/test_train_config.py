@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,27 @@ def test_every_config_and_variant_validates(name, variant):
     assert c.variant == variant
     if variant in ("ul_pal", "ul_pal_efr"):
         assert c.head.kind == "pal" and c.objective.loss == "ul" and not c.model.final_relu
+        assert not c.head.bias        # UL is linear in b: a bias drifts on imbalanced data
     if variant.startswith("ul_fnpal"):
         assert c.head.kind == "fnpal" and not c.head.bias
         assert c.objective.rlr == variant.endswith("rlr")
     if variant in ("ce", "ul", "ce_efr"):
-        assert c.head.kind == "linear" and c.model.final_relu
+        assert c.head.kind == "linear" and c.model.final_relu and c.head.bias
     assert (c.objective.efr_weight > 0) == variant.endswith("efr")
+
+
+def test_ul_with_bias_on_imbalanced_data_warns():
+    c = importlib.import_module("configs.cifar10_lt").get_config("ul_pal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_config(c, device_count=1)            # the variant itself: no bias, no warning
+    c.head.bias = True
+    with pytest.warns(UserWarning, match=r"head\.bias=True on imbalanced data.*imbalance_ratio=100"):
+        validate_config(c, device_count=1)
+    c.data.imbalance_ratio = None                       # balanced: the drift is zero, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate_config(c, device_count=1)
 
 
 def test_paper_hyperparameters():
@@ -87,7 +103,7 @@ BAD = [
     ({"model.width_multiplier": 0.0}, r"model\.width_multiplier.*0\.0"),
     ({"model.stem": "vit"}, r"model\.stem.*'vit'"),
     ({"head.scale": 0.0}, r"head\.scale.*0\.0"),
-    ({"head.kind": "fnpal"}, r"head\.bias must be False for head\.kind='fnpal'.*=True"),                 # FNPAL has no bias
+    ({"head.kind": "fnpal", "head.bias": True}, r"head\.bias must be False for head\.kind='fnpal'.*=True"),                 # FNPAL has no bias
     ({"head.kind": "fnpal", "head.bias": False, "objective.loss": "mse"}, r"'mse'.*'fnpal'"),
     ({"objective.loss": "ce", "objective.gamma": 0.1}, r"objective\.gamma.*'ul'"),
     ({"model.width_multiplier": 0.125}, r"pal.*feature dimension >= num_classes-1 = 9.*gives 8"),

@@ -241,12 +241,15 @@ def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0
               docs: str | Path | None = None, only: Iterable[str] | None = None,
               report_runs: Sequence[Run] | None = None) -> dict:
   """Runs every unfinished (run, seed), then :func:`report` over ``report_runs`` (default
-  ``runs``) and every seed found on disk. Returns ``{"ran": [...], "skipped": [...],
-  "failed": [...], "report": ...}``."""
+  ``runs``) and every seed found on disk. A run interrupted by SIGTERM stops the suite (it
+  resumes on the next invocation). Returns ``{"ran": [...], "skipped": [...], "failed": [...],
+  "interrupted": [...], "report": ...}``."""
   out = Path(out)
   selected = _select(runs, only)
-  ran, skipped, failed = [], [], []
+  ran, skipped, failed, interrupted = [], [], [], []
   for run in selected:
+    if interrupted:
+      break
     for seed in seeds:
       wd = run_dir(out, run, seed)
       st = read_status(wd)
@@ -266,11 +269,19 @@ def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0
         continue
       _log.info("%s seed %d: %s", run.name, seed, {k: st.get(k) for k in
                                                   ("status", "step", "top1", "train_seconds")})
+      if st.get("status") == "interrupted":
+        # SIGTERM (preemption): the run checkpointed; stop the whole suite here, since every
+        # later run would be interrupted at its first step too. The next invocation resumes.
+        _log.warning("suite stopped: %s seed %d was interrupted at step %s", run.name, seed,
+                     st.get("step"))
+        interrupted.append((run.name, seed))
+        break
       ran.append((run.name, seed))
   report_runs = tuple(report_runs) if report_runs is not None else tuple(runs)
   rep = report(report_runs, out, seeds=seeds_on_disk(report_runs, out, seeds), suite=suite,
                fig_dir=fig_dir, docs=docs)
-  return {"ran": ran, "skipped": skipped, "failed": failed, "report": rep}
+  return {"ran": ran, "skipped": skipped, "failed": failed, "interrupted": interrupted,
+          "report": rep}
 
 
 def _select(runs: Sequence[Run], only: Iterable[str] | None) -> list[Run]:

@@ -8,6 +8,7 @@ The config layout is the one of ``configs/common.py`` (``data``, ``model``, ``he
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import jax
@@ -145,6 +146,13 @@ def validate_config(config: Any, device_count: int | None = None) -> None:
             raise _bad("objective.gamma", gamma, f"None unless objective.loss='ul' (loss={loss!r})")
         if not _is_real(gamma) or gamma < 0:
             raise _bad("objective.gamma", gamma, "None (= 1/(C-1)) or a finite number >= 0")
+    if loss == "ul" and g("head.bias") and ratio is not None and ratio > 1:
+        warnings.warn(
+            f"objective.loss='ul' with head.bias=True on imbalanced data "
+            f"(data.imbalance_ratio={ratio}): the mean unhinged loss is linear in the bias with "
+            f"slope γ − (1+γ)π_c per class, nonzero unless the classes are balanced, so the bias "
+            f"drifts without bound (only weight decay holds it) and dominates the logits; set "
+            f"head.bias=False (the ul_pal variants do)", UserWarning, stacklevel=2)
     efr = g("objective.efr_weight")
     if not _is_real(efr) or efr < 0:
         raise _bad("objective.efr_weight", efr, "a finite number >= 0 (the EFR λ)")
