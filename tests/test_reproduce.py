@@ -285,8 +285,15 @@ def test_runner_selection_and_pending(tmp_path):
     rp.load_suite("nope")
   # cpu_step runs land in the cpu tables
   from configs.cpu import suite as cpu_suite
-  assert rp.report_suite("cpu_step") == ("cpu", cpu_suite.RUNS + cpu_suite.STEP_RUNS)
-  assert rp.report_suite("cpu") == ("cpu", cpu_suite.RUNS + cpu_suite.STEP_RUNS)
+  every = cpu_suite.RUNS + cpu_suite.STEP_RUNS + cpu_suite.LONG_RUNS
+  for name in ("cpu", "cpu_step", "cpu_long"):
+    assert rp.report_suite(name) == ("cpu", every)
+  long = rp.load_suite("cpu_long")
+  assert [r.variant for r in long] == ["ce", "ul_pal"]
+  for r in long:
+    c = rp.load_config(r.config, r.overrides)
+    validate_config(c, device_count=1)
+    assert c.num_train_steps == 4 * cpu_cifar10.STEPS and r.setting == "full_long"
   assert rp.report_suite("paper")[0] == "paper"
   assert rp.seeds_on_disk(MICRO, tmp_path / "nothing", (3,)) == [3]
   rep = rp.report(MICRO, tmp_path / "empty", suite="micro", fig_dir=tmp_path / "f", docs=None)

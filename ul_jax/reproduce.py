@@ -103,21 +103,21 @@ class Run:
 def report_suite(name: str) -> tuple[str, tuple[Run, ...]]:
   """``(report name, runs)`` whose tables ``--suite name`` regenerates: a suite module may define
   ``REPORT_RUNS`` (``configs/cpu/suite.py``: the cpu runs plus the optional step-imbalance runs,
-  so ``cpu_step`` results land in the same tables); ``cpu_step`` reports as ``cpu``."""
-  module = "cpu" if name == "cpu_step" else name
+  so ``cpu_step`` / ``cpu_long`` results land in the same tables); those report as ``cpu``."""
+  module = SUB_SUITES.get(name, (name, None))[0]
   runs = load_suite(module)
   mod = importlib.import_module(f"configs.{module}.suite")
   return module, tuple(getattr(mod, "REPORT_RUNS", runs))
 
 
+SUB_SUITES = {"cpu_step": ("cpu", "STEP_RUNS"), "cpu_long": ("cpu", "LONG_RUNS")}
+
+
 def load_suite(name: str) -> tuple[Run, ...]:
-  """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``) and
-  ``cpu_step`` (``configs/cpu/suite.py: STEP_RUNS``)."""
+  """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``),
+  ``cpu_step`` and ``cpu_long`` (``configs/cpu/suite.py: STEP_RUNS / LONG_RUNS``)."""
   _ensure_repo_on_path()
-  attr = "RUNS"
-  module = name
-  if name == "cpu_step":
-    module, attr = "cpu", "STEP_RUNS"
+  module, attr = SUB_SUITES.get(name, (name, "RUNS"))
   try:
     mod = importlib.import_module(f"configs.{module}.suite")
   except ModuleNotFoundError as e:
@@ -490,23 +490,24 @@ def _eval_curve_mean(e: Mapping) -> float | None:
 def _claim2(res, runs, seeds) -> tuple[str, str]:
   rows = ["| setting | run | final test top-1 (%) | mean test top-1 over the evals (%) | "
           "n |", "|---|---|---|---|---|"]
-  final, area = {}, {}
-  for r in runs:
-    f = _vals(res, r.name, lambda s: s["top1"])
-    a = [v for v in (_eval_curve_mean(e) for e in res[r.name]["seeds"].values()
-                     if e["status"] == "complete") if v is not None]
-    final[r.variant], area[r.variant] = f, a
-    rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
-                f"{fmt_pct(f)} | {fmt_pct(a)} | {len(f)} |")
   parts = []
-  if final.get("ce") and final.get("ul_pal"):
-    d = 100 * (mean_std(final["ul_pal"])[0] - mean_std(final["ce"])[0])
-    parts.append(f"UL+PAL − CE final top-1 = {d:+.2f} pts "
-                 f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)")
-  if area.get("ul_fnpal") and area.get("ul_fnpal_rlr"):
-    d = 100 * (mean_std(area["ul_fnpal_rlr"])[0] - mean_std(area["ul_fnpal"])[0])
-    parts.append(f"RLR − no-RLR mean eval top-1 over training = {d:+.2f} pts "
-                 f"({'faster with RLR' if d > 0 else 'not faster with RLR'})")
+  for setting in dict.fromkeys(r.setting for r in runs):
+    final, area = {}, {}
+    for r in (r for r in runs if r.setting == setting):
+      f = _vals(res, r.name, lambda s: s["top1"])
+      a = [v for v in (_eval_curve_mean(e) for e in res[r.name]["seeds"].values()
+                       if e["status"] == "complete") if v is not None]
+      final[r.variant], area[r.variant] = f, a
+      rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
+                  f"{fmt_pct(f)} | {fmt_pct(a)} | {len(f)} |")
+    if final.get("ce") and final.get("ul_pal"):
+      d = 100 * (mean_std(final["ul_pal"])[0] - mean_std(final["ce"])[0])
+      parts.append(f"{setting}: UL+PAL − CE final top-1 = {d:+.2f} pts "
+                   f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)")
+    if area.get("ul_fnpal") and area.get("ul_fnpal_rlr"):
+      d = 100 * (mean_std(area["ul_fnpal_rlr"])[0] - mean_std(area["ul_fnpal"])[0])
+      parts.append(f"{setting}: RLR − no-RLR mean eval top-1 over training = {d:+.2f} pts "
+                   f"({'faster with RLR' if d > 0 else 'not faster with RLR'})")
   verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
   return "\n".join(rows), verdict
 
@@ -666,27 +667,50 @@ def _fig_claim1(res, runs, path: Path) -> str | None:
   return path.name
 
 
+VARIANT_COLOR = {"ce": "C0", "ul_pal": "C1", "ul_fnpal": "C2", "ul_fnpal_rlr": "C3",
+                 "ce_efr": "C4", "ul_pal_efr": "C5", "ul": "C7"}
+
+
+def _seed_curves(res, r: Run, key: str) -> tuple[list, np.ndarray | None]:
+  """Epochs and a (seeds, points) array of ``key`` for the seeds of ``r`` whose curves share
+  the same evaluation points (finished and in-progress seeds alike)."""
+  xs0, rows = None, []
+  for e in res[r.name]["seeds"].values():
+    xs, ys = _xy(e.get("curves") or {}, key)
+    if not xs:
+      continue
+    if xs0 is None or len(xs) > len(xs0):
+      xs0, rows = xs, [r_ for r_ in rows if len(r_) == len(xs)]
+    if len(xs) == len(xs0):
+      rows.append(ys)
+  return (xs0 or []), (np.asarray(rows) if rows else None)
+
+
 def _fig_claim2(res, runs, path: Path) -> str | None:
+  settings = list(dict.fromkeys(r.setting for r in runs))
   plt = _plt()
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
   drawn = False
-  for r in runs:
-    for seed, e in res[r.name]["seeds"].items():
-      c = e.get("curves")
-      if not c:
+  for ax, setting in zip(axes[0], settings):
+    for r in (r for r in runs if r.setting == setting):
+      xs, ys = _seed_curves(res, r, "eval/accuracy")
+      if ys is None:
         continue
-      xs, ys = _xy(c, "eval/accuracy")
-      if xs:
-        ax.plot(xs, ys, marker="o", ms=3,
-                label=f"{VARIANT_LABEL.get(r.variant, r.variant)} s{seed}")
-        drawn = True
+      m = ys.mean(0)
+      col = VARIANT_COLOR.get(r.variant)
+      ax.plot(xs, m, marker="o", ms=3, color=col,
+              label=f"{VARIANT_LABEL.get(r.variant, r.variant)} (n={len(ys)})")
+      if len(ys) > 1:
+        ax.fill_between(xs, ys.min(0), ys.max(0), color=col, alpha=0.2, lw=0)
+      drawn = True
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{setting}: test accuracy vs epoch (cf. Fig. 2)")
+    ax.legend(fontsize=8)
   if not drawn:
     plt.close(fig)
     return None
-  ax.set_xlabel("epoch")
-  ax.set_ylabel("test accuracy")
-  ax.legend(fontsize=8)
-  ax.set_title("Test accuracy vs epoch (cf. Fig. 2)")
+  fig.text(0.01, 0.01, "line: mean over seeds; band: min–max", fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)

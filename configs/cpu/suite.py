@@ -41,6 +41,14 @@ RUNS = (
 STEP_RUNS = tuple(_run(f"c3_step100_{v}", v, "step100", ("claim3", "claim4", "claim5"))
                   for v in ("ce", "ce_efr", "ul_pal", "ul_pal_efr"))
 
-# The tables of ``--suite cpu`` and ``--suite cpu_step`` both cover these (step rows show "—"
-# until ``cpu_step`` has run).
-REPORT_RUNS = RUNS + STEP_RUNS
+# ``--suite cpu_long`` (claim 2, optional): CE and UL+PAL for 4× the steps (4,800 ≈ 12 epochs,
+# ≈ 7 min each) — does the UL+PAL − CE gap of the 1,200-step runs shrink with training?
+LONG_STEPS = 4800
+LONG_RUNS = tuple(
+    Run(name=f"c2_long_{v}", config=f"{_CFG}:{v},full", claims=("claim2",), setting="full_long",
+        variant=v, ood=(), overrides={"num_train_steps": LONG_STEPS, "eval_every": 400})
+    for v in ("ce", "ul_pal"))
+
+# The tables of ``--suite cpu`` / ``cpu_step`` / ``cpu_long`` all cover these (rows show "—"
+# until their suite has run).
+REPORT_RUNS = RUNS + STEP_RUNS + LONG_RUNS
