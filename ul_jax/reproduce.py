@@ -706,7 +706,10 @@ def _fig_claim2(res, runs, path: Path) -> str | None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{setting}: test accuracy vs epoch (cf. Fig. 2)")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+      ax.legend(fontsize=8)
+    else:
+      ax.text(0.5, 0.5, "not run yet", ha="center", va="center", transform=ax.transAxes)
   if not drawn:
     plt.close(fig)
     return None
