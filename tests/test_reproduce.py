@@ -300,6 +300,7 @@ def test_runner_selection_and_pending(tmp_path):
   assert all(s["verdict"] == rp.PENDING for s in rep["claims"].values())
   assert rp.mean_std([0.5, 0.7])[0] == pytest.approx(0.6)
   assert rp.fmt_pct([0.5, 0.7]) == "60.00 ± 14.14"
+  assert rp.fmt_num([300.0, 310.0]) == "305 ± 7.1" and rp.fmt_num([]) == "—"
 
 
 def test_runner_stops_the_suite_when_a_run_is_interrupted(tmp_path, monkeypatch):

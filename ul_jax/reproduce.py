@@ -396,6 +396,13 @@ def fmt_pct(xs: Sequence[float]) -> str:
   return f"{100 * m:.2f}" if n == 1 else f"{100 * m:.2f} ± {100 * s:.2f}"
 
 
+def fmt_num(xs: Sequence[float]) -> str:
+  m, s, n = mean_std(xs)
+  if n == 0:
+    return "—"
+  return f"{m:.3g}" if n == 1 else f"{m:.3g} ± {s:.2g}"
+
+
 def _by(runs: Sequence[Run], claim: str) -> list[Run]:
   return [r for r in runs if claim in r.claims]
 
@@ -538,8 +545,8 @@ def _cmp_count(res, pairs, getter, better) -> tuple[int, int, list[str]]:
 
 
 def _claim3(res, runs, seeds) -> tuple[str, str]:
-  rows = ["| setting | run | top-1 (%) | many (%) | medium (%) | few (%) | groups | n |",
-          "|---|---|---|---|---|---|---|---|"]
+  rows = ["| setting | run | top-1 (%) | many (%) | medium (%) | few (%) | groups | "
+          "test mean ‖h‖ | n |", "|---|---|---|---|---|---|---|---|---|"]
   for r in runs:
     f = _vals(res, r.name, lambda s: s["top1"])
     g = {k: _vals(res, r.name, lambda s, k=k: (s["groups"] or {}).get(k)) for k in
@@ -548,7 +555,8 @@ def _claim3(res, runs, seeds) -> tuple[str, str]:
                  if "summary" in e), None)
     rows.append(f"| {r.setting} | {r.name} ({VARIANT_LABEL.get(r.variant, r.variant)}) | "
                 f"{fmt_pct(f)} | {fmt_pct(g['many'])} | {fmt_pct(g['medium'])} | "
-                f"{fmt_pct(g['few'])} | {conv or '—'} | {len(f)} |")
+                f"{fmt_pct(g['few'])} | {conv or '—'} | "
+                f"{fmt_num(_vals(res, r.name, lambda s: s['mean_feature_norm']))} | {len(f)} |")
   wins, n, lines = _cmp_count(res, _pairs(runs), lambda s: s["top1"], lambda b, a: b > a)
   verdict = (f"EFR raised top-1 in {wins} of {n} baseline/EFR pairs ({'; '.join(lines)}); "
              f"{_status_line(res, runs)}" if n else PENDING)
