@@ -103,7 +103,8 @@ def direct(run):
     out = {"logits": z, "features": h, "labels": np.asarray(test.labels),
            "train_counts": train.class_counts(),
            "W": np.asarray(classifier_weights(state)),
-           "b": np.asarray(state.params["head"]["bias"]), "ood": {}}
+           "b": (np.asarray(state.params["head"]["bias"]) if "bias" in state.params.get("head", {})
+                 else None), "ood": {}}      # PAL heads have no bias (configs/common.py)
     noise, _ = load_ood_images("uniform_noise", (IMAGE_SIZE, IMAGE_SIZE, 3))
     out["ood"]["uniform_noise"] = _forward_all(model, state, noise, mean, std)
     if CIFAR10:   # the loader's own decode-time resize, not evaluation.resize_images
