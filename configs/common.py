@@ -38,7 +38,10 @@ Fields (``None`` fields are typed placeholders, overridable from the command lin
 * ``data``: ``name`` (cifar10, cifar100, digits, cifar10_split_id, imagenet100), ``source``
   (image_folder, tfds, digits), ``data_dir``, ``image_size`` (digits size / optional resize /
   ImageNet crop), ``imbalance_ratio`` and ``imbalance_kind`` (exp | step; long-tailed *train*
-  split), ``seed`` (digits split and long-tailed subset), ``augment`` (crop_flip | crop | none,
+  split), ``seed`` (digits split, long-tailed subset and validation split),
+  ``validation_per_class`` (0 = none; k > 0 holds k images of every class out of the train
+  split as a balanced validation set, evaluated as ``val/*`` next to ``eval/*``, the test set;
+  a long-tailed subset is drawn from the rest), ``augment`` (crop_flip | crop | none,
   on device), ``crop_padding``, ``num_threads`` (ImageNet decode threads).
 * ``model``: ``arch`` (resnet8/20/18/34/50), ``stem`` (cifar | imagenet), ``final_relu``,
   ``width_multiplier``, ``dtype`` (float32 | bfloat16 compute; parameters stay float32).
@@ -84,6 +87,7 @@ def base_config() -> ConfigDict:
   c.data.imbalance_ratio = config_dict.placeholder(float)
   c.data.imbalance_kind = "exp"
   c.data.seed = 0
+  c.data.validation_per_class = 0
   c.data.augment = "crop_flip"
   c.data.crop_padding = 4
   c.data.num_threads = config_dict.placeholder(int)

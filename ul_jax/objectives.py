@@ -34,7 +34,8 @@ LOSSES: dict[str, Callable[..., Array]] = {
 }
 
 __all__ = ["LOSSES", "per_example_loss", "rlr_weights", "classification_objective",
-           "make_optimizer", "weight_decay_mask"]
+           "make_optimizer", "weight_decay_mask", "efr_feature_target_scale",
+           "efr_lambda_conventions", "efr_weight_from"]
 
 
 def per_example_loss(name: str, logits: Array, labels: Array, gamma: float | None = None) -> Array:
@@ -79,6 +80,53 @@ def classification_objective(
     aux = {"loss": jnp.sum(m * per_ex) / count, "efr_term": efr_weight * efr,
            "objective": total}
     return total, aux
+
+
+def efr_feature_target_scale(efr_weight: float, batch_size: int, num_classes: int,
+                             gamma: float | None = None) -> float:
+    """Scale ``κ = (1+γ)/(2λB)`` of the features where UL + PAL + EFR is stationary (Theorem 6).
+
+    With fixed prototypes ``W = (w_1 … w_C)`` whose columns sum to 0 (a simplex ETF), the batch
+    objective ``(1/B) Σ_i L_γ(Wᵀh_i, y_i) + λ Σ_i ‖h_i‖²`` has feature gradient
+    ``(1/B)(−(1+γ)w_{y_i} + γ Σ_j w_j) + 2λh_i = −(1+γ)w_{y_i}/B + 2λh_i``, zero exactly at
+    ``h*_i = κ w_{y_i}``: the batch-sum counterpart of Theorem 6's limit ``H → WM/λ₁``
+    (layer-peeled model with a mean loss over the ``n`` examples and ``(λ₁/2)‖H‖²_F``:
+    ``h*_c = (1+γ)w_c/(λ₁ n)``). ``‖h*‖ = κ‖w‖``: for λ = 2e-6, B = 128, C = 10 and unit
+    prototypes ``‖h*‖ ≈ 2,170``. γ = None means 1/(C−1).
+    """
+    if efr_weight <= 0:
+        raise ValueError(f"efr_weight must be > 0 for a finite target; got {efr_weight}")
+    g = 1.0 / (num_classes - 1) if gamma is None else float(gamma)
+    return (1.0 + g) / (2.0 * float(efr_weight) * int(batch_size))
+
+
+def efr_lambda_conventions(efr_weight: float, batch_size: int, num_train: int) -> dict[str, float]:
+    """One EFR strength in the three normalizations the paper's text admits (same gradients).
+
+    * ``batch_sum`` (ours, ``objectives.classification_objective``): ``mean_B ℓ + λ_b Σ_B ‖h‖²``;
+    * ``per_example``: ``mean_B ℓ + λ_e mean_B ‖h‖²``, ``λ_e = λ_b B``;
+    * ``dataset_sum`` (eq. 11's layer-peeled form): ``mean_n ℓ + (λ_n/2) Σ_n ‖h‖²`` over the
+      whole training set of ``n`` examples, ``λ_n = 2 λ_b B / n``.
+
+    Each gives the same per-example feature gradient relative to the loss term, so the same
+    stationary features (:func:`efr_feature_target_scale`).
+    """
+    lb = float(efr_weight)
+    return {"batch_sum": lb, "per_example": lb * batch_size,
+            "dataset_sum": 2.0 * lb * batch_size / num_train}
+
+
+def efr_weight_from(value: float, convention: str, batch_size: int, num_train: int) -> float:
+    """The batch-sum λ_b (what the configs take) of a λ stated in ``convention`` (inverse of
+    :func:`efr_lambda_conventions`)."""
+    if convention == "batch_sum":
+        return float(value)
+    if convention == "per_example":
+        return float(value) / batch_size
+    if convention == "dataset_sum":
+        return float(value) * num_train / (2.0 * batch_size)
+    raise ValueError(f"convention must be 'batch_sum', 'per_example' or 'dataset_sum'; got "
+                     f"{convention!r}")
 
 
 def weight_decay_mask(params: Any, which: str = "all") -> Any:

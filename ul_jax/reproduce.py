@@ -110,7 +110,8 @@ def report_suite(name: str) -> tuple[str, tuple[Run, ...]]:
   return module, tuple(getattr(mod, "REPORT_RUNS", runs))
 
 
-SUB_SUITES = {"cpu_step": ("cpu", "STEP_RUNS"), "cpu_long": ("cpu", "LONG_RUNS")}
+SUB_SUITES = {"cpu_step": ("cpu", "STEP_RUNS"), "cpu_long": ("cpu", "LONG_RUNS"),
+              "cpu_sweep": ("cpu", "SWEEP_RUNS"), "cpu_scale": ("cpu", "SCALE_RUNS")}
 
 
 def load_suite(name: str) -> tuple[Run, ...]:

@@ -32,7 +32,7 @@ from ul_jax.data.augment import (
     random_crop_flip,
     sample_crop_flip,
 )
-from ul_jax.data.dataset import ArrayDataset, channel_stats, select_classes
+from ul_jax.data.dataset import ArrayDataset, channel_stats, select_classes, split_validation
 from ul_jax.data.digits import load_digits
 from ul_jax.data.image_folder import load_image_folder
 from ul_jax.data.imagenet import (
@@ -103,6 +103,7 @@ __all__ = [
     "resolve_image_folder",
     "sample_crop_flip",
     "select_classes",
+    "split_validation",
     "steps_per_epoch",
     "to_global_array",
     "train_batches",

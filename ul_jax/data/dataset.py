@@ -9,7 +9,7 @@ import numpy as np
 
 from ul_jax.losses import validate_labels
 
-__all__ = ["ArrayDataset", "channel_stats", "select_classes"]
+__all__ = ["ArrayDataset", "channel_stats", "select_classes", "split_validation"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,3 +126,36 @@ def select_classes(
         labels=new[keep].astype(np.int32),
         class_names=names,
     )
+
+
+def split_validation(ds: ArrayDataset, per_class: int, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+    """A class-balanced validation set held out of a training set: ``(train_rest, validation)``.
+
+    From every class ``c`` the first ``per_class`` indices of a seeded permutation of that class's
+    examples (``np.random.default_rng([seed, c])``) go to the validation set, the others stay in
+    the training set (original order kept in both). Hyper-parameters are chosen on the validation
+    set; the test set is only used for the final numbers. Long-tailed subsets are drawn *after*
+    this split from ``train_rest`` (so the validation set stays balanced, like the test set, and
+    never overlaps the training images). Raises ``ValueError`` naming ``per_class`` if a class has
+    fewer than ``per_class + 1`` examples.
+    """
+    if isinstance(per_class, bool) or int(per_class) != per_class or per_class < 1:
+        raise ValueError(f"validation per_class must be a positive integer; got {per_class!r}")
+    counts = ds.class_counts()
+    if counts.min() <= per_class:
+        c = int(np.argmin(counts))
+        raise ValueError(
+            f"{ds.name}/{ds.split}: data.validation_per_class={per_class} leaves no training "
+            f"example of class {c} ({int(counts[c])} examples)"
+        )
+    held = []
+    for c in range(ds.num_classes):
+        idx = np.flatnonzero(ds.labels == c)
+        perm = np.random.default_rng([int(seed), c]).permutation(idx.size)
+        held.append(idx[perm[: int(per_class)]])
+    held_idx = np.sort(np.concatenate(held))
+    keep = np.ones(len(ds), bool)
+    keep[held_idx] = False
+    train = ds.subset(np.flatnonzero(keep))
+    val = dataclasses.replace(ds.subset(held_idx), split="validation")
+    return train, val

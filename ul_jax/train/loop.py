@@ -112,6 +112,7 @@ __all__ = [
     "build_optimizer_from_config",
     "step_config_from",
     "evaluate",
+    "theorem6_scale_from",
     "restore_checkpoint",
     "train_and_evaluate",
     "BATCH_METRICS",
@@ -164,6 +165,8 @@ class TrainData:
     std: tuple[float, float, float]
     train_batches: Callable[[uldata.BatchLayout, int, int], Iterator[dict]]   # (layout, start, n)
     eval_batches: Callable[[uldata.BatchLayout], Iterator[dict]]
+    num_val: int = 0                     # held-out validation examples (0: no validation split)
+    val_batches: Callable[[uldata.BatchLayout], Iterator[dict]] | None = None
 
 
 def load_train_data(config) -> TrainData:
@@ -182,8 +185,18 @@ def load_train_data(config) -> TrainData:
             lambda layout, start, n: train.train_batches(layout, start, n),
             test.eval_batches)
     kw = dict(source=d.source, data_dir=d.data_dir, image_size=d.image_size, seed=d.seed)
-    train = uldata.load_dataset(d.name, "train", imbalance_ratio=d.imbalance_ratio,
-                                imbalance_kind=d.imbalance_kind, **kw)
+    per_class = int(_get_optional(d, "validation_per_class", 0) or 0)
+    val = None
+    if per_class > 0:
+        # balanced validation set held out of the full train split; the long-tailed subset (if
+        # any) is drawn from the rest (ul_jax.data.split_validation)
+        full = uldata.load_dataset(d.name, "train", **kw)
+        train, val = uldata.split_validation(full, per_class, d.seed)
+        if d.imbalance_ratio is not None:
+            train = uldata.make_long_tailed(train, d.imbalance_ratio, d.imbalance_kind, d.seed)
+    else:
+        train = uldata.load_dataset(d.name, "train", imbalance_ratio=d.imbalance_ratio,
+                                    imbalance_kind=d.imbalance_kind, **kw)
     test = uldata.load_dataset(d.name, "test", **kw)
     if train.num_classes != NUM_CLASSES[d.name]:
         raise ValueError(f"data.name={d.name!r} should have {NUM_CLASSES[d.name]} classes; the "
@@ -194,7 +207,10 @@ def load_train_data(config) -> TrainData:
         train.num_classes, len(train), len(test), tuple(images.shape[1:]),
         tuple(float(x) for x in mean), tuple(float(x) for x in std),
         lambda layout, start, n: uldata.train_batches(images, labels, layout, config.seed, start, n),
-        lambda layout: uldata.eval_batches(test.images, test.labels, layout))
+        lambda layout: uldata.eval_batches(test.images, test.labels, layout),
+        num_val=0 if val is None else len(val),
+        val_batches=None if val is None else (
+            lambda layout: uldata.eval_batches(val.images, val.labels, layout)))
 
 
 def build_model_from_config(config, num_classes: int):
@@ -285,13 +301,53 @@ def _without_index(batches):
         yield {k: v for k, v in b.items() if k != "index"}
 
 
-def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh) -> dict[str, float]:
-    """Accuracy, mean loss and mean feature norm over every (masked) example of ``batches``."""
+def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh, *, prefix: str = "eval",
+             theorem6_scale: float | None = None) -> dict[str, Any]:
+    """Accuracy, mean loss, mean feature norm and the mechanism diagnostics over every (masked)
+    example of ``batches``, keys ``<prefix>/...``:
+
+    * ``cos_feature_prototype``: mean cos(h_i, w_{y_i});
+    * ``class_feature_norm``: the per-class mean ‖h‖ (a list of C; NaN for an absent class);
+    * with ``theorem6_scale = (1+γ)/(2λB)`` (UL with fixed prototypes and EFR λΣ_batch‖h‖², see
+      :func:`ul_jax.objectives.efr_feature_target`): ``theorem6_target_norm`` (mean ‖h*_c‖ of the
+      stationary features ``h*_c = theorem6_scale · w_c``) and ``theorem6_distance``
+      (mean over classes of ‖μ_c − h*_c‖ / ‖h*_c‖, μ_c the class-mean feature; the deep-network
+      counterpart of Fig. 15).
+    """
     sums = [eval_fn(state, b) for b in uldata.prefetch_to_device(_without_index(batches), 2, mesh)]
     s = host_sums(sums)
     n = max(s["count"], 1.0)
-    return {"eval/accuracy": s["correct"] / n, "eval/loss": s["loss_sum"] / n,
-            "eval/feature_norm": s["feature_norm_sum"] / n, "eval/count": int(s["count"])}
+    out: dict[str, Any] = {
+        f"{prefix}/accuracy": s["correct"] / n, f"{prefix}/loss": s["loss_sum"] / n,
+        f"{prefix}/feature_norm": s["feature_norm_sum"] / n, f"{prefix}/count": int(s["count"])}
+    if "class_count" not in s:
+        return out
+    cnt = s["class_count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[f"{prefix}/cos_feature_prototype"] = s["cos_sum"] / n
+        out[f"{prefix}/class_feature_norm"] = [float(x) for x in s["class_norm_sum"] / cnt]
+        if theorem6_scale is not None:
+            from ul_jax.train.step import classifier_weights
+            w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)   # (p, C)
+            target = theorem6_scale * w.T                                          # (C, p)
+            means = s["class_feature_sum"] / cnt[:, None]
+            tn = np.linalg.norm(target, axis=1)
+            present = cnt > 0
+            out[f"{prefix}/theorem6_target_norm"] = float(tn.mean())
+            out[f"{prefix}/theorem6_distance"] = float(np.mean(
+                np.linalg.norm(means - target, axis=1)[present] / tn[present]))
+    return out
+
+
+def theorem6_scale_from(config, num_classes: int) -> float | None:
+    """``(1+γ)/(2λB)`` for UL with a fixed-prototype PAL head and EFR λ > 0 (else ``None``): the
+    class-``c`` features at which the batch objective's feature gradient vanishes are
+    ``h*_c = (1+γ)/(2λB) · w_c`` (:func:`ul_jax.objectives.efr_feature_target`)."""
+    o = config.objective
+    if o.loss != "ul" or config.head.kind != "pal" or not o.efr_weight or config.head.bias:
+        return None
+    from ul_jax.objectives import efr_feature_target_scale
+    return efr_feature_target_scale(o.efr_weight, config.batch_size, num_classes, o.gamma)
 
 
 def _summarize(interval: list[dict[str, float]], last: dict[str, np.ndarray]) -> dict[str, float]:
@@ -572,7 +628,14 @@ def _train_and_evaluate(config, workdir: Path, until_step, skip_nonfinite: int,
                                                        min(ckpt_every, total), total, is_main)
         last_ckpt = ckpt.path(start) if start > 0 else None
 
-        run_eval = lambda st: evaluate(eval_fn, st, data.eval_batches(eval_layout), mesh)  # noqa: E731
+        t6 = theorem6_scale_from(config, data.num_classes)
+
+        def run_eval(st):
+            out = evaluate(eval_fn, st, data.eval_batches(eval_layout), mesh, theorem6_scale=t6)
+            if data.val_batches is not None:
+                out.update(evaluate(eval_fn, st, data.val_batches(eval_layout), mesh,
+                                    prefix="val", theorem6_scale=t6))
+            return out
 
         if preempt.pending():     # SIGTERM during start-up: nothing new to save
             if is_main:

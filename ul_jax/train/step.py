@@ -38,6 +38,7 @@ Metrics (per step, all scalars, float32):
 ``prototype_norm_ratio``      max_c ‖w_c‖ / min_c ‖w_c‖ of the classifier (Fig. 19c)
 ``prototype_min_norm``        min_c ‖w_c‖ (Fig. 19d)
 ``prototype_min_angle``       min_{i≠j} ∠(w_i, w_j) in degrees = arccos max_{i≠j} cos (Fig. 19e)
+``last_bn_scale_norm``        ‖γ‖ of the last residual block's BatchNorm scales after the update
 ``nonfinite``                 bit mask, 0 when the update was applied
 ============================  =================================================================
 
@@ -74,6 +75,7 @@ __all__ = [
     "jit_eval_step",
     "classifier_weights",
     "prototype_metrics",
+    "last_block_bn_scale_norm",
 ]
 
 # Bits of metrics["nonfinite"], in the order the guard reports them.
@@ -232,6 +234,7 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: opt
         "param_norm": optax.tree.norm(new_state.params),
         "feature_norm": jnp.mean(jnp.linalg.norm(features.astype(jnp.float32), axis=-1)),
         **prototype_metrics(classifier_weights(state)),
+        "last_bn_scale_norm": last_block_bn_scale_norm(new_state.params),
         "nonfinite": nonfinite.astype(jnp.int32),
     }
     metrics = {k: v if k == "nonfinite" else jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
@@ -241,18 +244,31 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: opt
 def eval_step(model: nn.Module, cfg: StepConfig, state: TrainState,
               batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     """Masked sums over one padded eval batch (``mask`` False rows contribute nothing):
-    ``count``, ``correct``, ``loss_sum`` (the classification loss), ``feature_norm_sum``."""
+    ``count``, ``correct``, ``loss_sum`` (the classification loss), ``feature_norm_sum``,
+    ``cos_sum`` (Σ cos(h_i, w_{y_i}) with ``w`` the classifier of :func:`classifier_weights`),
+    and per class ``c`` (shape ``(C,)`` / ``(C, p)``): ``class_count``, ``class_norm_sum``
+    (Σ_{y_i=c} ‖h_i‖) and ``class_feature_sum`` (Σ_{y_i=c} h_i, for the class means)."""
     images = normalize(batch["image"], cfg.mean, cfg.std)
     labels = batch["label"].astype(jnp.int32)
     logits, features = model.apply(state.variables(), images, train=False)
     logits = logits.astype(jnp.float32)
+    h = features.astype(jnp.float32)
     m = batch["mask"].astype(jnp.float32)
     per_ex = per_example_loss(cfg.loss, logits, labels, cfg.gamma)
+    norms = jnp.linalg.norm(h, axis=-1)
+    w = classifier_weights(state).astype(jnp.float32)                       # (p, C)
+    w_y = w.T[labels]                                                       # (B, p)
+    cos = jnp.sum(h * w_y, -1) / jnp.maximum(norms * jnp.linalg.norm(w_y, axis=-1), 1e-30)
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]   # (B, C)
     return {
         "count": jnp.sum(m),
         "correct": jnp.sum(m * (jnp.argmax(logits, -1) == labels)),
         "loss_sum": jnp.sum(m * per_ex),
-        "feature_norm_sum": jnp.sum(m * jnp.linalg.norm(features.astype(jnp.float32), axis=-1)),
+        "feature_norm_sum": jnp.sum(m * norms),
+        "cos_sum": jnp.sum(m * cos),
+        "class_count": jnp.sum(onehot, 0),
+        "class_norm_sum": onehot.T @ norms,
+        "class_feature_sum": onehot.T @ h,
     }
 
 
@@ -308,7 +324,24 @@ def jit_init_fn(model: nn.Module, tx: optax.GradientTransformation, seed: int,
                    out_shardings=replicated)
 
 
-def host_sums(sums: list[dict[str, jax.Array]]) -> dict[str, float]:
-    """Adds per-batch eval sums on the host in float64."""
+def host_sums(sums: list[dict[str, jax.Array]]) -> dict[str, Any]:
+    """Adds per-batch eval sums on the host in float64 (scalars → float, arrays → ndarray)."""
     fetched = jax.device_get(sums)
-    return {k: float(np.sum([np.float64(s[k]) for s in fetched])) for k in (fetched[0] if fetched else {})}
+    out: dict[str, Any] = {}
+    for k in (fetched[0] if fetched else {}):
+        total = np.sum(np.stack([np.asarray(s[k], np.float64) for s in fetched]), axis=0)
+        out[k] = float(total) if total.ndim == 0 else total
+    return out
+
+
+def last_block_bn_scale_norm(params: Any) -> jax.Array:
+    """L2 norm of the BatchNorm scales γ of the trunk's *last* residual block (all its norms,
+    projection included): the scale of the features ``h`` before the head (EFR's lever in a
+    BN network). NaN when the trunk has no block (not the case for the ResNets here)."""
+    trunk = params.get("trunk", {}) if hasattr(params, "get") else {}
+    blocks = [k for k in trunk if "Block_" in k]
+    if not blocks:
+        return jnp.asarray(jnp.nan, jnp.float32)
+    last = max(blocks, key=lambda k: int(k.rsplit("_", 1)[1]))
+    scales = [v["scale"] for k, v in trunk[last].items() if "scale" in getattr(v, "keys", lambda: ())()]
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in scales))

@@ -106,6 +106,14 @@ def validate_config(config: Any, device_count: int | None = None) -> None:
     for f in ("seed", "data.seed"):
         if not _is_int(g(f)) or g(f) < 0:
             raise _bad(f, g(f), "an integer >= 0")
+    try:
+        vpc = g("data.validation_per_class")
+    except (KeyError, AttributeError):
+        vpc = 0
+    if not _is_int(vpc) or vpc < 0:
+        raise _bad("data.validation_per_class", vpc, "an integer >= 0 (0: no validation split)")
+    if vpc and name == "imagenet100":
+        raise _bad("data.validation_per_class", vpc, "0 for data.name='imagenet100' (streamed)")
 
     # ---- model and head
     arch = g("model.arch")
