@@ -7,7 +7,15 @@ import optax
 import pytest
 
 from ul_jax import losses
-from ul_jax.objectives import classification_objective, make_optimizer, weight_decay_mask
+from ul_jax.objectives import (
+    classification_objective,
+    efr_feature_target_scale,
+    efr_lambda_conventions,
+    efr_weight_from,
+    make_optimizer,
+    weight_decay_mask,
+)
+from ul_jax.prototypes import simplex_etf
 
 
 def _batch(seed=0, b=8, p=5, c=4):
@@ -103,3 +111,48 @@ def test_optimizer_bad_arguments(kw, match):
     args.update(kw)
     with pytest.raises(ValueError, match=match):
         make_optimizer(**args)
+
+
+@pytest.mark.parametrize("gamma", [None, 0.3])
+def test_efr_theorem6_target_is_where_the_ul_pal_feature_gradient_vanishes(gamma):
+    """Theorem 6 in our normalization: (1/B)Σ L_γ(Wᵀh_i) + λΣ‖h_i‖² with a simplex-ETF W is
+    stationary in the features exactly at h*_i = (1+γ)/(2λB)·w_{y_i}; elsewhere it is not."""
+    b, c, p, lam = 12, 5, 7, 3e-3
+    w = np.asarray(simplex_etf(jax.random.PRNGKey(0), c, p, scale=1.7), np.float64)
+    w -= w.mean(axis=1, keepdims=True)        # Σ_j w_j = 0 in float64, not just float32
+    labels = jnp.arange(b) % c
+    kappa = efr_feature_target_scale(lam, b, c, gamma)
+    g = 1 / (c - 1) if gamma is None else gamma
+    assert kappa == pytest.approx((1 + g) / (2 * lam * b))
+
+    def obj(h):
+        return classification_objective(h @ jnp.asarray(w), h, labels, loss="ul", gamma=gamma,
+                                         efr_weight=lam)[0]
+
+    with jax.enable_x64(True):
+        h_star = kappa * jnp.asarray(w.T)[labels]
+        grad = jax.grad(obj)(h_star)
+        np.testing.assert_allclose(np.asarray(grad), 0.0, atol=1e-12 * kappa)
+        off = jax.grad(obj)(0.9 * h_star)
+        assert np.abs(np.asarray(off)).max() > 1e-3
+    assert np.linalg.norm(w[:, 0]) * kappa == pytest.approx(1.7 * kappa)
+    # the paper's λ = 1e-6 at B = 256 (Table 2), carried to B = 128 as λ = 2e-6: ‖h*‖ ≈ 2,170
+    assert efr_feature_target_scale(2e-6, 128, 10) == pytest.approx(2170.1, rel=1e-4)
+    with pytest.raises(ValueError, match="efr_weight"):
+        efr_feature_target_scale(0.0, b, c)
+
+
+def test_efr_lambda_conventions_have_the_same_feature_gradient():
+    """batch-sum λ_b, per-example λ_e = λ_b·B and data-set-sum λ_n = 2λ_b·B/n: per example, the
+    penalty's feature gradient relative to the (1/B or 1/n)-weighted loss gradient is the same."""
+    lb, bsz, n = 2e-6, 128, 45000
+    conv = efr_lambda_conventions(lb, bsz, n)
+    h = 3.0
+    rel_batch = 2 * conv["batch_sum"] * h / (1 / bsz)       # d/dh λΣ‖h‖² over d/dh mean ℓ
+    rel_mean = 2 * conv["per_example"] / bsz * h / (1 / bsz)
+    rel_data = conv["dataset_sum"] * h / (1 / n)
+    assert rel_batch == pytest.approx(rel_mean) == pytest.approx(rel_data)
+    for name, value in conv.items():
+        assert efr_weight_from(value, name, bsz, n) == pytest.approx(lb)
+    with pytest.raises(ValueError, match="convention"):
+        efr_weight_from(1.0, "mean", bsz, n)

@@ -135,6 +135,29 @@ def test_paper_models_build_and_step():
   assert stepped == real
 
 
+def test_second_pass_suites_use_a_validation_split():
+  from configs.cpu import suite as cpu_suite
+  sweep, scale = rp.load_suite("cpu_sweep"), rp.load_suite("cpu_scale")
+  lams = {"ul_pal": [], "ce": []}
+  for r in sweep + scale:
+    c = rp.load_config(r.config, r.overrides, seed=1)
+    validate_config(c, device_count=1)
+    assert c.data.validation_per_class == cpu_suite.VAL_PER_CLASS > 0   # knobs chosen on val
+    assert c.num_train_steps == cpu_cifar10.STEPS and c.seed == 1 and r.setting == "full_val"
+    if r in sweep:
+      lams["ul_pal" if c.head.kind == "pal" else "ce"].append(c.objective.efr_weight)
+      assert c.objective.loss == ("ul" if c.head.kind == "pal" else "ce")
+    else:
+      assert c.head.kind == "fnpal" and c.objective.rlr == r.variant.endswith("rlr")
+  # >= 5 log-spaced λ each plus λ = 0 ("Vanilla"), the overrides reach the config unscaled
+  for v, grid in (("ul_pal", cpu_suite.UL_LAMBDAS), ("ce", cpu_suite.CE_LAMBDAS)):
+    assert lams[v] == [0.0, *grid] and len(grid) >= 5
+    ratios = np.diff(np.log(grid))
+    np.testing.assert_allclose(ratios, ratios[0])
+  assert {rp.load_config(r.config, r.overrides).head.scale for r in scale} == set(
+      cpu_suite.FNPAL_SCALES)
+
+
 def test_cpu_suite_configs():
   runs = rp.load_suite("cpu")
   assert len(runs) == 18 and len({r.name for r in runs}) == 18
@@ -295,6 +318,9 @@ def test_runner_selection_and_pending(tmp_path):
     validate_config(c, device_count=1)
     assert c.num_train_steps == 4 * cpu_cifar10.STEPS and r.setting == "full_long"
   assert rp.report_suite("paper")[0] == "paper"
+  # the second pass reports on its own (cpu2), never on the first pass's tables
+  for name in ("cpu_sweep", "cpu_scale"):
+    assert rp.report_suite(name) == ("cpu2", cpu_suite.SWEEP_RUNS + cpu_suite.SCALE_RUNS)
   assert rp.seeds_on_disk(MICRO, tmp_path / "nothing", (3,)) == [3]
   rep = rp.report(MICRO, tmp_path / "empty", suite="micro", fig_dir=tmp_path / "f", docs=None)
   assert all(s["verdict"] == rp.PENDING for s in rep["claims"].values())

@@ -287,3 +287,30 @@ def test_cifar10_config_smoke(tmp_path):
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [2, 4]
     assert rows[-1]["train/efr_term"] > 0
+
+
+def test_validation_split_is_balanced_disjoint_and_evaluated(tmp_path):
+    from ul_jax import data as D
+    full = D.load_dataset("digits", "train", source="digits", image_size=8)
+    rest, val = D.split_validation(full, 7, seed=3)
+    assert len(rest) + len(val) == len(full) and val.split == "validation"
+    np.testing.assert_array_equal(val.class_counts(), 7)
+    both = np.concatenate([rest.images.reshape(len(rest), -1), val.images.reshape(len(val), -1)])
+    assert len(np.unique(both, axis=0)) == len(np.unique(full.images.reshape(len(full), -1), axis=0))
+    again, val2 = D.split_validation(full, 7, seed=3)
+    np.testing.assert_array_equal(val2.images, val.images)                  # seeded
+    _, val3 = D.split_validation(full, 7, seed=4)
+    assert not np.array_equal(val3.images, val.images)
+    with pytest.raises(ValueError, match="validation_per_class=200"):
+        D.split_validation(full, 200, seed=0)
+    # a run with a validation split logs val/* (balanced held-out set) next to eval/* (test)
+    c = tiny_config("ul_pal_efr", num_train_steps=6, log_every=3, eval_every=6,
+                    checkpoint_every=6, **{"data.validation_per_class": 5,
+                                           "objective.efr_weight": 1e-3})
+    out = train_and_evaluate(c, tmp_path / "v")
+    assert out["val/count"] == 50 and out["eval/count"] == 450
+    assert len(out["val/class_feature_norm"]) == 10
+    assert out["val/theorem6_target_norm"] > 0 and out["train/last_bn_scale_norm"] > 0
+    c.data.validation_per_class = -1
+    with pytest.raises(ValueError, match="data.validation_per_class"):
+        train_and_evaluate(c, tmp_path / "bad")

@@ -18,6 +18,7 @@ from ul_jax import data as D
 from ul_jax.models import build_model
 from ul_jax.objectives import make_optimizer
 from ul_jax.prototypes import simplex_etf
+from ul_jax.train.step import last_block_bn_scale_norm
 from ul_jax.train import (
     StepConfig,
     decode_nonfinite,
@@ -113,6 +114,32 @@ def test_eval_counts_every_example_once(digits8, pal_run):
     assert out["eval/accuracy"] == pytest.approx(acc, abs=1e-9)
     assert out["eval/feature_norm"] == pytest.approx(
         float(np.mean(np.linalg.norm(np.asarray(feats), axis=-1))), rel=1e-5)
+    # mechanism diagnostics (issue 14), against the same unbatched pass, computed by hand
+    h = np.asarray(feats, np.float64)
+    w = np.asarray(state.prototypes["head"]["kernel"], np.float64)           # (p, C), fixed ETF
+    norms = np.linalg.norm(h, axis=1)
+    cos = np.sum(h * w.T[test.labels], 1) / (norms * np.linalg.norm(w.T[test.labels], axis=1))
+    assert out["eval/cos_feature_prototype"] == pytest.approx(cos.mean(), rel=1e-5)
+    per_class = [norms[test.labels == c].mean() for c in range(10)]
+    np.testing.assert_allclose(out["eval/class_feature_norm"], per_class, rtol=1e-5)
+    kappa = 3.0
+    out6 = evaluate(eval_fn, state, D.eval_batches(test.images, test.labels, D.batch_layout(128)),
+                    mesh, prefix="val", theorem6_scale=kappa)
+    means = np.stack([h[test.labels == c].mean(0) for c in range(10)])
+    target = kappa * w.T
+    dist = np.linalg.norm(means - target, axis=1) / np.linalg.norm(target, axis=1)
+    assert out6["val/theorem6_distance"] == pytest.approx(dist.mean(), rel=1e-5)
+    assert out6["val/theorem6_target_norm"] == pytest.approx(kappa * np.linalg.norm(w, axis=0).mean())
+    assert out6["val/accuracy"] == out["eval/accuracy"]
+
+
+def test_last_block_bn_scale_norm(digits8, pal_run):
+    _, _, _, _, state = pal_run
+    trunk = jax.device_get(state.params["trunk"])
+    last = trunk["BasicBlock_2"]                    # resnet8: blocks 0..2
+    ref = np.sqrt(sum(np.sum(np.square(np.asarray(v["scale"], np.float64)))
+                      for v in last.values() if "scale" in v))
+    assert float(last_block_bn_scale_norm(state.params)) == pytest.approx(ref, rel=1e-6)
 
 
 def test_prototype_metrics_fig19():

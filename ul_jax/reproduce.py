@@ -101,24 +101,31 @@ class Run:
 # suites and configs
 # --------------------------------------------------------------------------------------------
 def report_suite(name: str) -> tuple[str, tuple[Run, ...]]:
-  """``(report name, runs)`` whose tables ``--suite name`` regenerates: a suite module may define
-  ``REPORT_RUNS`` (``configs/cpu/suite.py``: the cpu runs plus the optional step-imbalance runs,
-  so ``cpu_step`` / ``cpu_long`` results land in the same tables); those report as ``cpu``."""
-  module = SUB_SUITES.get(name, (name, None))[0]
-  runs = load_suite(module)
+  """``(report name, runs)`` whose tables ``--suite name`` regenerates. ``cpu`` / ``cpu_step`` /
+  ``cpu_long`` report together as ``cpu`` (``configs/cpu/suite.py: REPORT_RUNS``); the second
+  pass (``cpu_sweep`` / ``cpu_scale``, every knob chosen on a validation split) reports as
+  ``cpu2`` (``REPORT2_RUNS``); another suite reports its own ``RUNS``."""
+  module, _, report_name, report_attr = SUB_SUITES.get(name, (name, "RUNS", name, None))
+  runs = load_suite(name)
   mod = importlib.import_module(f"configs.{module}.suite")
-  return module, tuple(getattr(mod, "REPORT_RUNS", runs))
+  return report_name, tuple(getattr(mod, report_attr or "REPORT_RUNS", runs))
 
 
-SUB_SUITES = {"cpu_step": ("cpu", "STEP_RUNS"), "cpu_long": ("cpu", "LONG_RUNS"),
-              "cpu_sweep": ("cpu", "SWEEP_RUNS"), "cpu_scale": ("cpu", "SCALE_RUNS")}
+# --suite name → (configs/<module>/suite.py, its run list, report name, the report's run list)
+SUB_SUITES = {
+    "cpu": ("cpu", "RUNS", "cpu", "REPORT_RUNS"),
+    "cpu_step": ("cpu", "STEP_RUNS", "cpu", "REPORT_RUNS"),
+    "cpu_long": ("cpu", "LONG_RUNS", "cpu", "REPORT_RUNS"),
+    "cpu_sweep": ("cpu", "SWEEP_RUNS", "cpu2", "REPORT2_RUNS"),
+    "cpu_scale": ("cpu", "SCALE_RUNS", "cpu2", "REPORT2_RUNS"),
+}
 
 
 def load_suite(name: str) -> tuple[Run, ...]:
-  """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``),
-  ``cpu_step`` and ``cpu_long`` (``configs/cpu/suite.py: STEP_RUNS / LONG_RUNS``)."""
+  """The runs of ``--suite name``: ``cpu`` / ``paper`` (``configs/<name>/suite.py: RUNS``) and
+  the sub-suites of :data:`SUB_SUITES`."""
   _ensure_repo_on_path()
-  module, attr = SUB_SUITES.get(name, (name, "RUNS"))
+  module, attr = SUB_SUITES.get(name, (name, "RUNS"))[:2]
   try:
     mod = importlib.import_module(f"configs.{module}.suite")
   except ModuleNotFoundError as e:

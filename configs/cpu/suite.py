@@ -98,4 +98,5 @@ SCALE_RUNS = tuple(
         variant=v, ood=(), overrides={**_VAL, "head.scale": s})
     for s in FNPAL_SCALES for v in ("ul_fnpal", "ul_fnpal_rlr"))
 
-REPORT_RUNS = REPORT_RUNS + SWEEP_RUNS + SCALE_RUNS
+# The second-pass report (``cpu2``): its own tables, figures and results file.
+REPORT2_RUNS = SWEEP_RUNS + SCALE_RUNS
