@@ -313,7 +313,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _curves(workdir: Path) -> dict[str, list]:
   rows = _read_jsonl(workdir / "metrics.jsonl")
-  keys = {"train/epoch", "eval/accuracy", *(k for k, _ in FIG19_KEYS)}
+  from ul_jax.paper.second_pass import CURVE_KEYS
+  keys = {"train/epoch", "eval/accuracy", *(k for k, _ in FIG19_KEYS), *CURVE_KEYS}
   out: dict[str, list] = {"step": []}
   for k in keys:
     out[k] = []
@@ -817,6 +818,15 @@ def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None 
         files.append(f)
     if claim == "claim5":
       files += _copy_ood_hists(res, rs, fig_dir, suite)
+    sections[claim] = {"table": table, "verdict": verdict, "figures": files}
+  from ul_jax.paper import second_pass
+  for claim, fn in second_pass.SECTIONS.items():
+    rs = _by(runs, claim)
+    if not rs:
+      continue
+    table, verdict = fn(res, rs, seeds)
+    files = [f for name, fig in second_pass.FIGURES[claim]
+             if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))]
     sections[claim] = {"table": table, "verdict": verdict, "figures": files}
   t_table, t_data = timing(res, runs)
   payload = {"suite": suite, "seeds": list(seeds), "out": str(out),

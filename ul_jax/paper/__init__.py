@@ -1,0 +1,2 @@
+"""This paper's report (not reusable library code): the reproduction suites' claims, verdicts,
+figures and docs. ``second_pass`` holds the issue-14 sections (knobs chosen on validation)."""

@@ -1,0 +1,320 @@
+"""Second-pass reproduction report (issue 14): knobs chosen on a validation split.
+
+Two groups of runs (``configs/cpu/suite.py``: ``SWEEP_RUNS``, ``SCALE_RUNS``), all trained on
+45,000 CIFAR-10 images with a balanced 5,000-image validation split held out
+(``data.validation_per_class = 500``):
+
+* ``sweep``: the EFR strength λ for CE+EFR and UL+PAL+EFR, λ = 0 included ("Vanilla"). The
+  table states each λ in the three normalizations the paper's text admits
+  (:func:`ul_jax.objectives.efr_lambda_conventions`) and, for UL+PAL, the Theorem-6 stationary
+  feature norm ``‖h*‖ = (1+γ)/(2λB)·‖w‖`` it implies; λ is **selected by mean validation
+  accuracy** over the finished seeds (the test set is only reported).
+* ``scale``: the FNPAL logit scale ``s`` with and without RLR; the RLR verdict is stated at the
+  first pass's fixed ``s = 1`` and with ``s`` selected on validation for each variant.
+
+Each section is ``(markdown table, mechanical verdict)``; the figures are
+``<suite>_sweep.png`` (accuracy vs λ, measured vs predicted ‖h‖) and ``<suite>_mechanism.png``
+(‖h‖, cos(h, w_y), the last block's BN scale norm, the gradient norm and the distance to the
+Theorem-6 target along training — the deep-network counterpart of Fig. 15).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ul_jax.objectives import efr_feature_target_scale, efr_lambda_conventions
+
+# CPU-suite constants the table needs (the runs' config.json holds them too; checked there)
+BATCH = 128
+NUM_TRAIN = 45_000
+NUM_CLASSES = 10
+MECH_KEYS = ("train/feature_norm", "eval/cos_feature_prototype", "train/last_bn_scale_norm",
+             "train/grad_norm", "eval/theorem6_distance")
+MECH_LABELS = ("mean ‖h‖ (train batches)", "mean cos(h_i, w_{y_i}) (test)",
+               "‖γ‖ of the last block's BN scales", "gradient norm",
+               "‖μ_c − h*_c‖ / ‖h*_c‖ (test; Theorem 6)")
+CURVE_KEYS = ("val/accuracy", "eval/feature_norm", "val/feature_norm", *MECH_KEYS)
+
+
+def _finals(res: Mapping, name: str) -> list[dict[str, Any]]:
+    """The last logged value of every curve key, per finished (``complete``) seed."""
+    from ul_jax.reproduce import _last
+    out = []
+    for e in res.get(name, {}).get("seeds", {}).values():
+        if e.get("status") == "complete" and e.get("curves"):
+            f = _last(e["curves"])
+            f["top1"] = (e.get("summary") or {}).get("top1", f.get("eval/accuracy"))
+            out.append(f)
+    return out
+
+
+def _col(finals: Sequence[Mapping], key: str) -> list[float]:
+    return [float(f[key]) for f in finals if f.get(key) is not None]
+
+
+def _lam(run) -> float:
+    return float(run.overrides.get("objective.efr_weight", 0.0))
+
+
+def _fmt(xs: Sequence[float], pct: bool = False) -> str:
+    from ul_jax.reproduce import fmt_num, fmt_pct
+    return fmt_pct(xs) if pct else fmt_num(xs)
+
+
+def select(res: Mapping, runs: Sequence, key: str = "val/accuracy"):
+    """The run with the highest mean ``key`` over its finished seeds (ties: the earlier run in
+    ``runs``, i.e. the smaller λ / s); ``None`` if none finished. Never looks at the test set."""
+    best, best_v = None, -np.inf
+    for r in runs:
+        v = _col(_finals(res, r.name), key)
+        if v and np.mean(v) > best_v + 1e-12:
+            best, best_v = r, float(np.mean(v))
+    return best
+
+
+def _family(run) -> str:
+    return "ul_pal" if run.variant.startswith("ul_pal") else "ce"
+
+
+def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
+    """The λ-sweep table (one block per loss) and its verdict."""
+    from ul_jax.reproduce import _status_line, mean_std
+    rows = ["| loss | λ_b (batch sum, B=128) | λ per example (λ_b·B) | λ data-set sum (2λ_b·B/n) | "
+            "paper λ at B=256, same per-example weight | ‖h*‖ (Thm 6) | val top-1 (%) | "
+            "test top-1 (%) | final test ‖h‖ | Thm-6 distance | cos(h, w_y) | n |",
+            "|" + "---|" * 12]
+    chosen, parts = {}, []
+    for fam, label in (("ul_pal", "UL+PAL"), ("ce", "CE")):
+        fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
+        if not fr:
+            continue
+        best = select(res, fr)
+        chosen[fam] = best
+        for r in fr:
+            fin = _finals(res, r.name)
+            lam = _lam(r)
+            if lam > 0:
+                conv = efr_lambda_conventions(lam, BATCH, NUM_TRAIN)
+                lam_cells = (f"{lam:.3g} | {conv['per_example']:.3g} | "
+                             f"{conv['dataset_sum']:.3g} | {lam * BATCH / 256:.3g}")
+                hstar = (f"{efr_feature_target_scale(lam, BATCH, NUM_CLASSES):.4g}"
+                         if fam == "ul_pal" else "—")
+            else:
+                lam_cells, hstar = "0 (vanilla) | 0 | 0 | 0", "∞" if fam == "ul_pal" else "—"
+            mark = " **← selected on val**" if r is best else ""
+            rows.append(
+                f"| {label} | {lam_cells} | {hstar} | "
+                f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
+                f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
+                f"{_fmt(_col(fin, 'eval/theorem6_distance'))} | "
+                f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |")
+        vanilla = next((r for r in fr if _lam(r) == 0), None)
+        if best is not None and vanilla is not None:
+            tb = _col(_finals(res, best.name), "top1")
+            tv = _col(_finals(res, vanilla.name), "top1")
+            if tb and tv:
+                parts.append(f"{label}: λ_b = {_lam(best):.3g} selected on validation; test top-1 "
+                             f"{_fmt(tb, True)} vs vanilla {_fmt(tv, True)} "
+                             f"({100 * (mean_std(tb)[0] - mean_std(tv)[0]):+.2f} pts)")
+    if chosen.get("ul_pal") and chosen.get("ce"):
+        u = _col(_finals(res, chosen["ul_pal"].name), "top1")
+        c = _col(_finals(res, chosen["ce"].name), "top1")
+        if u and c:
+            parts.append(f"UL+PAL(+EFR) − CE(+EFR), both selected on validation: "
+                         f"{100 * (mean_std(u)[0] - mean_std(c)[0]):+.2f} pts test top-1")
+    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    return "\n".join(rows), verdict
+
+
+def _pending() -> str:
+    from ul_jax.reproduce import PENDING
+    return PENDING
+
+
+def _mean_eval(e: Mapping, key: str = "eval/accuracy") -> float | None:
+    c = e.get("curves") or {}
+    acc = [a for a in c.get(key, []) if a is not None]
+    return float(np.mean(acc)) if acc else None
+
+
+def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
+    """The FNPAL-scale table (s × RLR) and the RLR verdict at fixed and at tuned s."""
+    from ul_jax.reproduce import _status_line, mean_std
+    rows = ["| s | variant | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
+            "final test ‖h‖ | n |", "|---|---|---|---|---|---|---|"]
+    by_var: dict[str, list] = {}
+    for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
+        by_var.setdefault(r.variant, []).append(r)
+    best = {v: select(res, rs) for v, rs in by_var.items()}
+    for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
+        fin = _finals(res, r.name)
+        area = [a for a in (_mean_eval(e) for e in res[r.name]["seeds"].values()
+                            if e.get("status") == "complete") if a is not None]
+        mark = " **← selected on val**" if best.get(r.variant) is r else ""
+        rows.append(f"| {r.overrides.get('head.scale', 1.0):g} | {_label(r.variant)} | "
+                    f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
+                    f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(area, True)} | "
+                    f"{_fmt(_col(fin, 'eval/feature_norm'))} | {len(fin)} |")
+    parts = []
+
+    def cmp(a, b, what):
+        fa, fb = _col(_finals(res, a.name), "top1"), _col(_finals(res, b.name), "top1")
+        if not fa or not fb:
+            return
+        aa = [x for x in (_mean_eval(e) for e in res[a.name]["seeds"].values()
+                          if e.get("status") == "complete") if x is not None]
+        ab = [x for x in (_mean_eval(e) for e in res[b.name]["seeds"].values()
+                          if e.get("status") == "complete") if x is not None]
+        parts.append(f"{what}: RLR − no RLR = {100 * (mean_std(fb)[0] - mean_std(fa)[0]):+.2f} "
+                     f"pts final test top-1, {100 * (mean_std(ab)[0] - mean_std(aa)[0]):+.2f} "
+                     f"pts mean over the evals")
+
+    plain, rlr = by_var.get("ul_fnpal", []), by_var.get("ul_fnpal_rlr", [])
+    s1 = [(a, b) for a in plain for b in rlr
+          if a.overrides.get("head.scale") == b.overrides.get("head.scale") == 1.0]
+    if s1:
+        cmp(*s1[0], "s = 1 fixed")
+    if best.get("ul_fnpal") and best.get("ul_fnpal_rlr"):
+        cmp(best["ul_fnpal"], best["ul_fnpal_rlr"],
+            f"s tuned on val (no RLR: s = {best['ul_fnpal'].overrides.get('head.scale'):g}, "
+            f"RLR: s = {best['ul_fnpal_rlr'].overrides.get('head.scale'):g})")
+    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    return "\n".join(rows), verdict
+
+
+def _label(v: str) -> str:
+    from ul_jax.reproduce import VARIANT_LABEL
+    return VARIANT_LABEL.get(v, v)
+
+
+# figures ------------------------------------------------------------------------------------
+def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
+    """(a, b) validation and test top-1 vs λ for UL+PAL and CE (λ = 0 as dashed lines);
+    (c) UL+PAL: final test ‖h‖ against the Theorem-6 prediction ‖h*‖ (one point per seed)."""
+    from ul_jax.reproduce import _plt
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    drawn = False
+    for ax, fam, label in ((axes[0], "ul_pal", "UL+PAL(+EFR)"), (axes[1], "ce", "CE(+EFR)")):
+        fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
+        for key, col, name in (("val/accuracy", "tab:blue", "validation"),
+                               ("top1", "tab:red", "test")):
+            xs, ms, lo, hi = [], [], [], []
+            for r in fr:
+                v = _col(_finals(res, r.name), key)
+                if not v:
+                    continue
+                if _lam(r) == 0:
+                    ax.axhline(100 * np.mean(v), color=col, ls="--", lw=1,
+                               label=f"{name}, λ = 0 (vanilla)")
+                    continue
+                xs.append(_lam(r))
+                ms.append(100 * np.mean(v))
+                lo.append(100 * np.min(v))
+                hi.append(100 * np.max(v))
+            if xs:
+                ax.plot(xs, ms, marker="o", color=col, label=f"{name} (mean; bar: min–max)")
+                ax.errorbar(xs, ms, yerr=[np.subtract(ms, lo), np.subtract(hi, ms)], fmt="none",
+                            color=col, capsize=3)
+                drawn = True
+        best = select(res, fr)
+        if best is not None and _lam(best) > 0:
+            ax.axvline(_lam(best), color="0.5", ls=":", label="selected on validation")
+        ax.set_xscale("log")
+        ax.set_xlabel("λ_b (EFR batch sum, B = 128)")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(f"{label}: accuracy vs λ")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    ax = axes[2]
+    pred, meas = [], []
+    for r in runs:
+        if _family(r) != "ul_pal" or _lam(r) == 0:
+            continue
+        h = efr_feature_target_scale(_lam(r), BATCH, NUM_CLASSES)
+        for v in _col(_finals(res, r.name), "eval/feature_norm"):
+            pred.append(h)
+            meas.append(v)
+    if pred:
+        ax.loglog(pred, meas, "o", color="tab:green", label="UL+PAL+EFR runs (per seed)")
+        lim = [min(pred + meas) / 2, max(pred + meas) * 2]
+        ax.loglog(lim, lim, "k--", lw=1, label="measured = predicted")
+        for r in runs:
+            if _family(r) == "ul_pal" and _lam(r) == 0:
+                for v in _col(_finals(res, r.name), "eval/feature_norm"):
+                    ax.axhline(v, color="0.6", lw=1, ls=":")
+        ax.legend(fontsize=7)
+        drawn = True
+    ax.set_xlabel("predicted ‖h*‖ = (1+γ)/(2λB) (Theorem 6)")
+    ax.set_ylabel("final mean test ‖h‖")
+    ax.set_title("Does EFR engage? (dotted: λ = 0)")
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
+    """The mechanism along training for vanilla and validation-selected UL+PAL / CE (mean over
+    seeds), and the Theorem-6 distance of every UL+PAL+EFR λ."""
+    from ul_jax.reproduce import _plt, _seed_curves
+    sweep = [r for r in runs if "sweep" in r.claims]
+    picks = []
+    for fam in ("ul_pal", "ce"):
+        fr = sorted((r for r in sweep if _family(r) == fam), key=_lam)
+        vanilla = next((r for r in fr if _lam(r) == 0), None)
+        best = select(res, fr)
+        picks += [r for r in (vanilla, best if best is not vanilla else None) if r is not None]
+    if not picks:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(MECH_KEYS), figsize=(4.2 * len(MECH_KEYS), 3.8))
+    colors = {"ul_pal": "tab:orange", "ul_pal_efr": "tab:red", "ce": "tab:blue",
+              "ce_efr": "tab:cyan"}
+    drawn = False
+    for ax, key, ylab in zip(axes[:-1], MECH_KEYS[:-1], MECH_LABELS[:-1]):
+        for r in picks:
+            xs, ys = _seed_curves(res, r, key)
+            if ys is None:
+                continue
+            lab = _label(r.variant) + (f" λ={_lam(r):.3g}" if _lam(r) else "")
+            ax.plot(xs, ys.mean(0), color=colors.get(r.variant), label=lab)
+            drawn = True
+        ax.set_xlabel("epoch")
+        ax.set_title(ylab, fontsize=9)
+        if key == "train/feature_norm":
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    ax = axes[-1]
+    ul = sorted((r for r in sweep if _family(r) == "ul_pal" and _lam(r) > 0), key=_lam)
+    cmap = plt.get_cmap("viridis")
+    for i, r in enumerate(ul):
+        xs, ys = _seed_curves(res, r, MECH_KEYS[-1])
+        if ys is None:
+            continue
+        ax.plot(xs, ys.mean(0), color=cmap(i / max(len(ul) - 1, 1)), marker="o", ms=3,
+                label=f"λ={_lam(r):.3g}, ‖h*‖={efr_feature_target_scale(_lam(r), BATCH, 10):.3g}")
+        drawn = True
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_title(MECH_LABELS[-1], fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+    if not drawn:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+SECTIONS = {"sweep": sweep_section, "scale": scale_section}
+FIGURES = {"sweep": (("sweep.png", fig_sweep), ("mechanism.png", fig_mechanism)),
+           "scale": ()}
