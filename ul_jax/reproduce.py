@@ -215,7 +215,7 @@ def _json_default(x):
 # --------------------------------------------------------------------------------------------
 def run_one(run: Run, seed: int, out: Path) -> dict:
   """Trains (resuming) and evaluates one run/seed; returns and writes its status."""
-  from ul_jax.evaluation import evaluate_run
+  from ul_jax.eval import evaluate_run
   from ul_jax.train import NonFiniteError, train_and_evaluate
 
   workdir = run_dir(out, run, seed)
@@ -828,12 +828,19 @@ def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None 
     files = [f for name, fig in second_pass.FIGURES[claim]
              if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))]
     sections[claim] = {"table": table, "verdict": verdict, "figures": files}
+  if any(_by(runs, c) for c in second_pass.SECTIONS):
+    sections["conventions"] = {"table": second_pass.conventions_table(), "verdict": "",
+                               "figures": []}
   t_table, t_data = timing(res, runs)
   payload = {"suite": suite, "seeds": list(seeds), "out": str(out),
              "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "claims": sections,
              "timing": t_data, "runs": res}
   _write_json(fig_dir / f"results_{suite}.json", payload)
-  if docs is not None:
+  on_disk = any(run_dir(out, r, k).is_dir() for r in runs for k in seeds)
+  if docs is not None and not on_disk:
+    # e.g. --tables_only on a fresh clone: never replace measured tables by empty ones
+    _log.warning("no run folder of suite %s under %s: %s left unchanged", suite, out, docs)
+  elif docs is not None:
     update_docs(docs, suite, sections, fig_dir, extra={"timing": t_table})
   return payload
 

@@ -318,3 +318,37 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
 SECTIONS = {"sweep": sweep_section, "scale": scale_section}
 FIGURES = {"sweep": (("sweep.png", fig_sweep), ("mechanism.png", fig_mechanism)),
            "scale": ()}
+
+
+# the paper's λ values under each normalization ---------------------------------------------
+PAPER_LAMBDAS = (("UL, Table 2", "ul", (1e-7, 5e-7, 1e-6, 5e-6)),
+                 ("UL, Table 3", "ul", (5e-7,)),
+                 ("CE, Tables 2/3/6", "ce", (1e-6, 5e-6, 1e-5, 5e-5)))
+PAPER_BATCH = 256
+PAPER_SETS = (("CIFAR-10", 10, 50_000), ("CIFAR-10-LT ρ=100", 10, 12_406),
+              ("CIFAR-100", 100, 50_000))
+
+
+def conventions_table() -> str:
+    """What the paper's λ values mean in each normalization at the paper's scale (batch 256,
+    unit prototypes): the batch-sum λ_b we would have to use, and for UL the Theorem-6 norm
+    ‖h*‖ = (1+γ)/(2λ_b B) it implies (γ = 1/(C−1)). Reading A: λ multiplies Σ_batch ‖h‖² (ours,
+    the first pass's reading); B: λ multiplies mean_batch ‖h‖²; C: eq. 11's (λ/2)‖H‖²_F over the
+    whole training set next to a mean loss."""
+    from ul_jax.objectives import efr_weight_from
+    rows = ["| paper λ (where) | data set (n) | A: batch sum → λ_b | ‖h*‖ (A) | "
+            "B: per example → λ_b | ‖h*‖ (B) | C: data-set sum (eq. 11) → λ_b | ‖h*‖ (C) |",
+            "|" + "---|" * 8]
+    for where, loss, lams in PAPER_LAMBDAS:
+        for name, c, n in PAPER_SETS:
+            if loss == "ul" and "Table 3" in where and name != "CIFAR-10":
+                continue
+            for lam in lams:
+                cells = []
+                for conv in ("batch_sum", "per_example", "dataset_sum"):
+                    lb = efr_weight_from(lam, conv, PAPER_BATCH, n)
+                    h = (f"{efr_feature_target_scale(lb, PAPER_BATCH, c):.3g}" if loss == "ul"
+                         else "—")
+                    cells.append(f"{lb:.3g} | {h}")
+                rows.append(f"| {lam:g} ({where}) | {name} ({n:,}) | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
