@@ -30,40 +30,10 @@ cannot come from that objective, and PAL as in Zhou et al. (2022) fixes the clas
 ``head.bias`` is False for PAL/FNPAL (it stays overridable; ``validate_config`` warns for UL with
 a bias on imbalanced data). The linear-head variants (``ce``, ``ce_efr``, plain ``ul``) keep it.
 
-Fields (``None`` fields are typed placeholders, overridable from the command line):
-
-* ``seed``: model init (``jax.random.key(seed, impl="rbg")``, see
-  ``ul_jax.train.step.init_key``), train order (epoch permutations) and augmentation keys
-  ``augment_key(seed, step)``: the whole run is a function of the config.
-* ``data``: ``name`` (cifar10, cifar100, digits, cifar10_split_id, imagenet100), ``source``
-  (image_folder, tfds, digits), ``data_dir``, ``image_size`` (digits size / optional resize /
-  ImageNet crop), ``imbalance_ratio`` and ``imbalance_kind`` (exp | step; long-tailed *train*
-  split), ``seed`` (digits split, long-tailed subset and validation split),
-  ``validation_per_class`` (0 = none; k > 0 holds k images of every class out of the train
-  split as a balanced validation set, evaluated as ``val/*`` next to ``eval/*``, the test set;
-  a long-tailed subset is drawn from the rest), ``augment`` (crop_flip | crop | none,
-  on device), ``crop_padding``, ``num_threads`` (ImageNet decode threads).
-* ``model``: ``arch`` (resnet8/20/18/34/50), ``stem`` (cifar | imagenet), ``final_relu``,
-  ``width_multiplier``, ``dtype`` (float32 | bfloat16 compute; parameters stay float32).
-* ``head``: ``kind`` (linear | pal | fnpal), ``scale`` (PAL prototype norm, FNPAL logit scale s,
-  linear init scale; the paper does not state s, 1.0 here), ``bias``, ``init`` (linear head:
-  random | etf), ``prototype_seed``.
-* ``objective``: ``loss`` (ce | ul | mse | hinge), ``gamma`` (UL γ; None = 1/(C−1)),
-  ``efr_weight`` (λ of the EFR *sum* over the batch, see ``ul_jax/objectives.py``), ``rlr``.
-* ``optimizer``: ``lr`` 0.1, ``momentum`` 0.9, ``nesterov``, ``weight_decay`` 5e-4 (coupled L2),
-  ``weight_decay_on`` (all | kernels), ``schedule`` (cosine to 0 | constant),
-  ``warmup_epochs``.
-* loop: ``batch_size`` 256 (global, over all devices), ``eval_batch_size``, ``num_epochs``,
-  ``num_train_steps`` (-1: ``num_epochs × ⌊n_train / batch_size⌋``; else overrides),
-  ``log_every`` (steps), ``eval_every`` and ``checkpoint_every`` (steps; 0 = once per epoch),
-  ``keep_checkpoints``, ``tensorboard``, ``debug_nonfinite_at_step`` (test hook: an infinite
-  learning rate at that step; -1 = off).
-* ``restart`` (default False): allow starting from step 0 in a work directory that holds an
-  earlier run's files but *no usable checkpoint* (only damaged checkpoints, a different
-  ``config.json``, or ``metrics.jsonl`` lines past the first checkpoint step); those files move
-  to ``WORKDIR/previous_<time>/``. Without it such a work directory is an error. A usable
-  checkpoint is always resumed, restart or not (a requeued job keeps its progress); use a new
-  ``--workdir`` to start over. See ``docs/RELIABILITY.md``.
+Fields: every field's type, allowed values, meaning and whether a resume may change it is in the
+schema table ``ul_jax/config.py`` (``FIELDS``; printed by ``python -m launch.train --config_help``);
+this file holds only the defaults (``None`` fields are typed placeholders, overridable from the
+command line). A new field: a row there, its default here.
 """
 
 from ml_collections import ConfigDict, config_dict

@@ -1,67 +1,62 @@
 """Benchmarks: ``python -m launch.bench ufm [--steps N] [--dtype float32|float64] [--json F]``,
-``python -m launch.bench train [--model resnet18] [--batch 128] [--dtype float32|bfloat16]`` or
-``python -m launch.bench data [...]``.
+``python -m launch.bench train [--model resnet18] [--batch 128] [--dtype float32|bfloat16]
+[--variant ul_pal]`` or ``python -m launch.bench data [--source synthetic] [--batch-size 128]``.
 
 Speed is only measured here, never in tests. Each figure is reported next to a baseline measured
-in the same run (these machines are noisy), with the device it ran on.
+in the same run (these machines are noisy), with the device it ran on. Everything is done by
+:mod:`ul_jax.bench`; ``train`` times the train step of ``configs/common.py``'s config of
+``--variant`` (CIFAR-10 shapes) with ``--model`` / ``--batch`` / ``--dtype`` set.
 """
 
-import argparse
-import json
 import sys
 
+from absl import flags
 
-def _ufm(argv):
-  from configs.dynamics import fig1
-  from ul_jax import bench
+from configs import common
+from configs.dynamics import fig1
+from launch._flags import error, parse
+from ul_jax import bench
 
-  ap = argparse.ArgumentParser(prog="python -m launch.bench ufm")
-  ap.add_argument("--steps", type=int, default=50_000)
-  ap.add_argument("--dtype", default="float64", choices=["float32", "float64"])
-  ap.add_argument("--json", default=None, help="also write the numbers to this file")
-  args = ap.parse_args(argv)
-  out = bench.ufm_benchmark(fig1.get_config(), steps=args.steps, dtype=args.dtype)
-  print(json.dumps(out, indent=2))
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=2)
-  return 0
-
-
-def _train(argv):
-  from ul_jax import bench_train
-
-  ap = argparse.ArgumentParser(prog="python -m launch.bench train")
-  ap.add_argument("--model", default="resnet18")
-  ap.add_argument("--batch", type=int, default=128)
-  ap.add_argument("--steps", type=int, default=5)
-  ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  ap.add_argument("--json", default=None, help="also write the numbers to this file")
-  args = ap.parse_args(argv)
-  out = bench_train.train_benchmark(args.model, args.batch, args.steps, args.dtype)
-  print(json.dumps(out, indent=2))
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=2)
-  return 0
+I, S, E = flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_enum
+SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all also have --json
+    "ufm": [(I, "steps", 50_000, "GD steps of the Fig. 1 workload"),
+            (E, "dtype", "float64", ["float32", "float64"], "compute dtype")],
+    "train": [(S, "model", "resnet18", "model.arch"), (I, "batch", 128, "global batch size"),
+              (I, "steps", 5, "timed train steps"),
+              (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
+              (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)")],
+    "data": [(E, "source", "image_folder", ["image_folder", "tfds", "synthetic"],
+              "CIFAR-10 loader, or random uint8 CIFAR-shaped data"),
+             (S, "data-dir", None, "data directory of the loader"),
+             (I, "batch-size", 128, "global batch size"), (I, "steps", 200, "timed steps"),
+             (I, "warmup", 20, "untimed steps first"), (I, "seed", 0, "data and augment seed")],
+}
 
 
-def _data(argv):
-  from launch import bench_data
-
-  return bench_data.main(argv) or 0
-
-
-SUITES = {"ufm": _ufm, "train": _train, "data": _data}
-
-
-def main(argv=None):
-  argv = list(sys.argv[1:] if argv is None else argv)
-  if not argv or argv[0] not in SUITES:
-    print(f"usage: python -m launch.bench {{{'|'.join(SUITES)}}} [options]", file=sys.stderr)
-    return 2
-  return SUITES[argv[0]](argv[1:])
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in bench.SUITES:
+        print(f"usage: python -m launch.bench {{{'|'.join(bench.SUITES)}}} [flags]",
+              file=sys.stderr)
+        return 2
+    suite, fv, prog = argv[0], flags.FlagValues(), f"python -m launch.bench {argv[0]}"
+    for define, name, *rest in SUITE_FLAGS[suite]:
+        define(name, *rest, flag_values=fv)
+    S("json", None, "also write the numbers to this file", flag_values=fv)
+    parse(fv, argv[1:], prog, __doc__)
+    kw = {name.replace("-", "_"): fv[name].value for _, name, *_ in SUITE_FLAGS[suite]}
+    if suite == "ufm":
+        kw["fig1_config"] = fig1.get_config()
+    elif suite == "train":
+        c = kw["config"] = common.apply_variant(common.base_config(), kw.pop("variant"))
+        c.model.arch, c.model.dtype = kw.pop("model"), kw.pop("dtype")
+        c.batch_size = kw.pop("batch")
+    try:
+        bench.run(suite, json_path=fv.json, **kw)
+    except ValueError as e:
+        error(prog, e)
+    return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

@@ -9,24 +9,25 @@ the layout of the paper's Tables 2 and 3. ``--markdown`` prints a markdown table
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ul_jax.evaluation import format_report, load_eval
+from absl import flags
+
+from launch._flags import error, parse
+from ul_jax.eval import format_report, load_eval
+
+PROG = "python -m launch.report"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launch.report",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", metavar="RUN",
-                        help="work directory (reads RUN/eval.json) or eval JSON file")
-    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
-    args = parser.parse_args(argv)
+    fv = flags.FlagValues()
+    flags.DEFINE_boolean("markdown", False, "print a markdown table", flag_values=fv)
+    runs = parse(fv, argv, PROG, __doc__, positional="RUN")
     try:
-        results = [load_eval(r) for r in args.runs]
+        results = [load_eval(r) for r in runs]
     except (FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"{parser.prog}: error: {e}\n")
-    print(format_report(results, markdown=args.markdown))
+        error(PROG, e)
+    print(format_report(results, markdown=fv.markdown))
     return 0
 
 

@@ -4,54 +4,65 @@
 Trains (resuming) and evaluates every unfinished run of ``configs/<suite>/suite.py``, skipping
 finished ones, then writes the tables, figures and results JSON (``figures/reproduction/``) and
 the results sections of ``docs/REPRODUCTION.md``. ``--tables_only`` only does the latter from the
-runs already in ``--out``. Everything is done by :mod:`ul_jax.reproduce`.
+runs already in ``--out``. Everything is done by :mod:`ul_jax.reproduce`. Exit codes: 0 done,
+1 a run failed, 2 a bad command line or suite, 75 interrupted (``SIGTERM``; rerun to resume).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from absl import flags
+
+from launch._flags import error, parse
 from ul_jax import reproduce
+
+PROG = "python -m launch.reproduce"
+
+
+def _flags() -> flags.FlagValues:
+    fv = flags.FlagValues()
+    flags.DEFINE_string("suite", "cpu", "cpu | cpu_step | paper", flag_values=fv)
+    flags.DEFINE_string("out", None, "directory of the runs (OUT/<run>/seed<k>)", required=True,
+                        flag_values=fv)
+    flags.DEFINE_multi_string("only", None, "run only these runs", flag_values=fv)
+    flags.DEFINE_multi_integer("seeds", None, "seeds to train (default 0); tables always cover "
+                               "every seed on disk", flag_values=fv)
+    flags.DEFINE_boolean("tables_only", False, "no training: tables/figures/docs", flag_values=fv)
+    flags.DEFINE_string("fig_dir", None, "default: <repo>/figures/reproduction", flag_values=fv)
+    flags.DEFINE_string("docs", str(reproduce.REPO_ROOT / "docs" / "REPRODUCTION.md"),
+                        "results document to update", flag_values=fv)
+    return fv
 
 
 def main(argv: list[str] | None = None) -> int:
-  p = argparse.ArgumentParser(prog="python -m launch.reproduce",
-                              description=__doc__.split("\n\n")[0])
-  p.add_argument("--suite", default="cpu", help="cpu | cpu_step | paper")
-  p.add_argument("--out", required=True, help="directory of the runs (OUT/<run>/seed<k>)")
-  p.add_argument("--only", nargs="+", default=None, metavar="NAME", help="run only these runs")
-  p.add_argument("--seeds", nargs="+", type=int, default=None,
-                 help="seeds to train (default 0); tables always cover every seed on disk")
-  p.add_argument("--tables_only", action="store_true", help="no training: tables/figures/docs")
-  p.add_argument("--fig_dir", default=None, help="default: <repo>/figures/reproduction")
-  p.add_argument("--docs", default=str(reproduce.REPO_ROOT / "docs" / "REPRODUCTION.md"))
-  args = p.parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-  try:
-    runs = reproduce.load_suite(args.suite)
-    name, report_runs = reproduce.report_suite(args.suite)
-    if args.tables_only:
-      seeds = reproduce.seeds_on_disk(report_runs, args.out, args.seeds or ())
-      rep = reproduce.report(report_runs, args.out, seeds=seeds or [0], suite=name,
-                             fig_dir=args.fig_dir, docs=args.docs)
-      failed = []
-    else:
-      out = reproduce.run_suite(runs, args.out, seeds=args.seeds or [0], suite=name,
-                                fig_dir=args.fig_dir, docs=args.docs, only=args.only,
-                                report_runs=report_runs)
-      rep, failed = out["report"], out["failed"]
-      print(f"ran {len(out['ran'])}, skipped {len(out['skipped'])} (finished), "
-            f"failed {len(failed)}, interrupted {len(out['interrupted'])}")
-  except ValueError as e:
-    p.exit(2, f"{p.prog}: error: {e}\n")
-  for claim, sec in rep["claims"].items():
-    print(f"{claim}: {sec['verdict']}")
-  if not args.tables_only and out["interrupted"]:
-    return 75                 # preempted (SIGTERM): rerun the same command to resume
-  return 1 if failed else 0
+    a = _flags()
+    parse(a, argv, PROG, __doc__, lists=("only", "seeds"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    out = {"failed": [], "interrupted": []}
+    try:
+        runs = reproduce.load_suite(a.suite)
+        name, report_runs = reproduce.report_suite(a.suite)
+        if a.tables_only:
+            seeds = reproduce.seeds_on_disk(report_runs, a.out, a.seeds or ()) or [0]
+            rep = reproduce.report(report_runs, a.out, seeds=seeds, suite=name,
+                                   fig_dir=a.fig_dir, docs=a.docs)
+        else:
+            out = reproduce.run_suite(runs, a.out, seeds=a.seeds or [0], suite=name,
+                                      fig_dir=a.fig_dir, docs=a.docs, only=a.only,
+                                      report_runs=report_runs)
+            rep = out["report"]
+            print(f"ran {len(out['ran'])}, skipped {len(out['skipped'])} (finished), "
+                  f"failed {len(out['failed'])}, interrupted {len(out['interrupted'])}")
+    except ValueError as e:
+        error(PROG, e)
+    for claim, sec in rep["claims"].items():
+        print(f"{claim}: {sec['verdict']}")
+    if out["interrupted"]:
+        return 75                 # preempted (SIGTERM): rerun the same command to resume
+    return 1 if out["failed"] else 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+    sys.exit(main())

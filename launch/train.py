@@ -1,6 +1,9 @@
 """Train a classifier: ``python -m launch.train --config configs/X.py[:variant] --workdir DIR
 [--config.field=value ...] [--until_step K] [--skip_nonfinite N]``.
 
+``python -m launch.train --config_help`` lists every config field (type, default, allowed values,
+meaning; from the schema :mod:`ul_jax.config`).
+
 Resumes automatically from the newest usable checkpoint in ``--workdir`` (see
 ``docs/RELIABILITY.md``).
 
@@ -35,10 +38,10 @@ import os
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "training config file[:variant]",
-                                          lock_config=True)
+from ul_jax.config import define_config_flag, describe_fields
+
+_CONFIG = define_config_flag("config", "training config file[:variant] (fields: --config_help)")
 _WORKDIR = flags.DEFINE_string("workdir", None, "work directory (checkpoints, metrics, config)")
 _UNTIL = flags.DEFINE_integer("until_step", None,
                               "stop with a checkpoint at this global step (the schedule still "
@@ -46,6 +49,8 @@ _UNTIL = flags.DEFINE_integer("until_step", None,
 _SKIP = flags.DEFINE_integer("skip_nonfinite", 0,
                              "skip up to this many consecutive non-finite updates before "
                              "stopping (0: stop at the first)")
+flags.DEFINE_bool("config_help", False, "print every config field (type, default, allowed "
+                  "values, meaning) and exit")
 flags.mark_flags_as_required(["config", "workdir"])
 
 EXIT_ERROR = 1
@@ -92,7 +97,11 @@ def _flush_and_exit(code: int) -> None:
 
 def parse_flags(argv):
   """absl's flag parsing, plus a one-line error for a ``--config.<field>`` override of a field
-  the config does not have (ml_collections raises a bare ``AttributeError`` there)."""
+  the config does not have (ml_collections raises a bare ``AttributeError`` there), and
+  ``--config_help`` (which needs no other flag)."""
+  if "--config_help" in argv[1:]:
+    print(describe_fields())
+    sys.exit(0)
   try:
     return app.parse_flags_with_usage(argv)
   except (AttributeError, KeyError) as e:

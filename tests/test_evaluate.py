@@ -1,6 +1,7 @@
-"""The evaluation job (ul_jax.evaluation, launch.evaluate, launch.report) on one tiny, real,
+"""The evaluation job (ul_jax.eval, launch.evaluate, launch.report) on one tiny, real,
 long-tailed digits run: streamed metrics against the all-at-once metrics of a direct forward
-pass, against the training loop's own eval, the files it writes, the report and bad inputs."""
+pass, against the training loop's own eval, the files it writes, the report and bad inputs.
+The OOD sets on their own: tests/test_data_ood.py."""
 
 import json
 import shutil
@@ -17,17 +18,8 @@ from launch import evaluate as evaluate_cli
 from launch import report as report_cli
 from ul_jax import metrics
 from ul_jax.data import channel_stats, load_dataset, normalize, resolve_image_folder
-from ul_jax.evaluation import (
-    CONVENTIONS,
-    OOD_SETS,
-    SCORE_NAMES,
-    check_ood_names,
-    evaluate_run,
-    format_report,
-    load_eval,
-    load_ood_images,
-    resize_images,
-)
+from ul_jax.data.ood import OOD_SETS, check_ood_names, load_ood_images
+from ul_jax.eval import CONVENTIONS, SCORE_NAMES, evaluate_run, format_report, load_eval
 from ul_jax.train import classifier_weights, read_jsonl, restore_checkpoint, train_and_evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +83,7 @@ def _forward_all(model, state, images, mean, std):
 
 @pytest.fixture(scope="session")
 def direct(run):
-    """Everything computed all at once, independently of ul_jax.evaluation's data path."""
+    """Everything computed all at once, independently of ul_jax.eval's data path."""
     workdir, _ = run
     model, state, _ = restore_checkpoint(workdir)
     train = load_dataset("digits", "train", source="digits", image_size=IMAGE_SIZE,
@@ -107,7 +99,7 @@ def direct(run):
                  else None), "ood": {}}      # PAL heads have no bias (configs/common.py)
     noise, _ = load_ood_images("uniform_noise", (IMAGE_SIZE, IMAGE_SIZE, 3))
     out["ood"]["uniform_noise"] = _forward_all(model, state, noise, mean, std)
-    if CIFAR10:   # the loader's own decode-time resize, not evaluation.resize_images
+    if CIFAR10:   # the loader's own decode-time resize, not ul_jax.data.ood.resize_images
         cifar = load_dataset("cifar10", "test", source="image_folder", image_size=IMAGE_SIZE)
         out["ood"]["cifar10"] = _forward_all(model, state, cifar.images, mean, std)
     return out
@@ -203,14 +195,6 @@ def test_cifar10_far_ood_is_resized_and_named_honestly(result):
     assert o["native_size"] == [32, 32] and o["resized"] and o["image_shape"] == [8, 8, 3]
     assert o["num_examples"] == 10000 and o["source"] == "image_folder"
     assert "CIFAR-10" in o["description"] and "SVHN" not in o["description"]
-
-
-def test_ood_set_names_are_honest():
-    for name, spec in OOD_SETS.items():
-        if name != "svhn_cropped":
-            assert "svhn" not in name.lower()
-            assert "not SVHN" in spec.description or "SVHN" not in spec.description, name
-    assert "stand-in" in OOD_SETS["digits_far_ood"].description
 
 
 def test_step_batch_size_and_cli(run, result, tmp_path, capsys):
@@ -314,20 +298,3 @@ def test_bad_inputs(run, tmp_path, capsys):
     assert e.value.code == 2 and "no eval.json in" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_eval(missing / "eval.json")
-
-
-def test_ood_loading_helpers():
-    noise, info = load_ood_images("uniform_noise", (6, 6, 3))
-    again, _ = load_ood_images("uniform_noise", (6, 6, 3))
-    assert noise.shape == (2000, 6, 6, 3) and noise.dtype == np.uint8
-    np.testing.assert_array_equal(noise, again)                 # seeded
-    assert info["resized"] is False and info["source"] == "synthetic"
-    digits_ood, info = load_ood_images("digits_far_ood", (8, 8, 3))
-    assert digits_ood.shape == (1797, 8, 8, 3) and info["native_size"] == [8, 8]
-    x = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
-    y = resize_images(x, (4, 9))
-    assert y.shape == (3, 4, 9, 3)
-    from PIL import Image
-    np.testing.assert_array_equal(
-        y[1], np.asarray(Image.fromarray(x[1]).resize((9, 4), Image.Resampling.BILINEAR)))
-    assert resize_images(x, (5, 7)) is x

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ul_jax import checkpoint as ckpt_lib
-from ul_jax.checkpoint import CheckpointCorruptError, Checkpointer
 from ul_jax.train import NoUsableCheckpointError, read_jsonl, restore_checkpoint, train_and_evaluate
+from ul_jax.train import checkpoint as ckpt_lib
+from ul_jax.train.checkpoint import CheckpointCorruptError, Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_loop import tiny_config  # noqa: E402

@@ -16,8 +16,8 @@ import jax
 import numpy as np
 import pytest
 
-from ul_jax.checkpoint import Checkpointer
 from ul_jax.train import NonFiniteError, read_jsonl, restore_checkpoint, train_and_evaluate
+from ul_jax.train.checkpoint import Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train_loop import tiny_config  # noqa: E402

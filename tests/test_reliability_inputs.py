@@ -61,32 +61,28 @@ def cli_case(id, bad_input, args, *must, env=None):
 # ---------------------------------------------------------------------------------------------
 def _digits(variant="ul_pal", **overrides):
     from configs import digits
+    from ul_jax.config import set_field
     c = digits.get_config(variant)
     c.data.image_size, c.data.crop_padding, c.model.width_multiplier = 8, 1, 0.25
     c.batch_size, c.eval_batch_size, c.num_train_steps = 64, 128, 12
     c.log_every, c.eval_every, c.checkpoint_every = 2, 6, 4
     for k, v in overrides.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
+        set_field(c, k, v)
     return c
 
 
 def _as_dict(c, **overrides):
     """The config as a plain nested dict (a config.json edited by hand, a ConfigDict built with
     type_safe=False): no type checks on assignment, so wrong types reach the validator."""
+    from ul_jax.config import get_field, set_field
+
     d = c.to_dict()
     for k, v in overrides.items():
-        node = d
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
         if v is _DELETE:
-            del node[leaf]
+            parent, _, leaf = k.rpartition(".")
+            del (get_field(d, parent) if parent else d)[leaf]
         else:
-            node[leaf] = v
+            set_field(d, k, v)
     return d
 
 
@@ -219,14 +215,12 @@ def _(tmp):
 # ---------------------------------------------------------------------------------------------
 def _cifar(name="cifar10", **overrides):
     import importlib
+
+    from ul_jax.config import set_field
     c = importlib.import_module(f"configs.{name}").get_config("ce")
     c.model.arch, c.model.width_multiplier = "resnet8", 0.25
     for k, v in overrides.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
+        set_field(c, k, v)
     return c
 
 
@@ -236,7 +230,7 @@ def _cifar10_run(tmp: Path) -> Path:
     import jax
 
     from ul_jax import data as uldata
-    from ul_jax.checkpoint import Checkpointer, save_config
+    from ul_jax.train.checkpoint import Checkpointer, save_config
     from ul_jax.train import build_model_from_config, build_optimizer_from_config, jit_init_state
 
     work = tmp / "cifar10_run"

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from ul_jax.checkpoint import fingerprint_digest, state_fingerprint
 from ul_jax.train import read_jsonl, restore_checkpoint
+from ul_jax.train.checkpoint import fingerprint_digest, state_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 TOTAL = 200

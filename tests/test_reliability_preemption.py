@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from ul_jax.train import read_jsonl, restore_checkpoint
+from ul_jax.train.checkpoint import checkpoint_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -68,9 +69,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
 
 
 def _committed_steps(workdir: Path) -> list[int]:
-    d = workdir / "checkpoints"
-    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()) \
-        if d.exists() else []
+    return checkpoint_steps(workdir)
 
 
 def _logged_steps(workdir: Path) -> list[int]:
@@ -191,7 +190,7 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
     import threading
 
     from test_train_loop import tiny_config
-    from ul_jax.train import loop, train_and_evaluate
+    from ul_jax.train import preemption, train_and_evaluate
 
     original = signal.getsignal(signal.SIGTERM)
 
@@ -213,4 +212,4 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is original
     finally:
         sender.join()
-        loop._PreemptionWatch.received = False      # the test process goes on
+        preemption._PreemptionWatch.received = False      # the test process goes on

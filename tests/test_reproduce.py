@@ -156,6 +156,14 @@ def test_second_pass_suites_use_a_validation_split():
     np.testing.assert_allclose(ratios, ratios[0])
   assert {rp.load_config(r.config, r.overrides).head.scale for r in scale} == set(
       cpu_suite.FNPAL_SCALES)
+  # the long runs use a λ of the sweep's grid (selected there on validation) and the same split
+  assert cpu_suite.SELECTED_UL_LAMBDA in cpu_suite.UL_LAMBDAS
+  for r in rp.load_suite("cpu_long2"):
+    c = rp.load_config(r.config, r.overrides)
+    validate_config(c, device_count=1)
+    assert c.num_train_steps == 4 * cpu_cifar10.STEPS
+    assert c.data.validation_per_class == cpu_suite.VAL_PER_CLASS
+    assert c.objective.efr_weight in (0.0, cpu_suite.SELECTED_UL_LAMBDA)
 
 
 def test_cpu_suite_configs():
@@ -319,8 +327,9 @@ def test_runner_selection_and_pending(tmp_path):
     assert c.num_train_steps == 4 * cpu_cifar10.STEPS and r.setting == "full_long"
   assert rp.report_suite("paper")[0] == "paper"
   # the second pass reports on its own (cpu2), never on the first pass's tables
-  for name in ("cpu_sweep", "cpu_scale"):
-    assert rp.report_suite(name) == ("cpu2", cpu_suite.SWEEP_RUNS + cpu_suite.SCALE_RUNS)
+  for name in ("cpu_sweep", "cpu_scale", "cpu_long2"):
+    assert rp.report_suite(name) == ("cpu2", cpu_suite.SWEEP_RUNS + cpu_suite.SCALE_RUNS
+                                     + cpu_suite.LONG2_RUNS)
   assert rp.seeds_on_disk(MICRO, tmp_path / "nothing", (3,)) == [3]
   doc = tmp_path / "DOC.md"
   doc.write_text(DOC)

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from configs import common
-from ul_jax.checkpoint import SHAPE_FIELDS, check_resume_config, flatten_config
+from ul_jax.config import SHAPE_FIELDS, set_field
 from ul_jax.train import train_and_evaluate, validate_config
+from ul_jax.train.checkpoint import check_resume_config, flatten_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_FILES = ("cifar10", "cifar100", "cifar10_lt", "cifar100_lt", "imagenet100", "digits")
@@ -72,11 +73,7 @@ def test_unknown_variant():
 def _digits(**overrides):
     c = importlib.import_module("configs.digits").get_config("ul_pal")
     for k, v in overrides.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
+        set_field(c, k, v)
     return c
 
 
@@ -170,3 +167,52 @@ def test_cli_config_flags_and_errors(tmp_path):
     assert not (tmp_path / "run").exists()
     stored = json.loads(json.dumps(_digits().to_dict()))  # config dicts are JSON-serializable
     assert stored["data"]["name"] == "digits"
+
+
+def test_schema_table_covers_base_config():
+    """ul_jax.config.FIELDS has one row per field of configs/common.py:base_config() (plus the
+    optional variant/experiment), with the same defaults; every default passes its own rule."""
+    from ul_jax.config import FIELDS, check_fields, describe_fields
+    from ul_jax.train.checkpoint import flatten_config
+
+    flat = flatten_config(common.base_config())
+    table = {f.name: f for f in FIELDS}
+    assert set(flat) == {n for n, f in table.items() if not (f.optional and f.default is None)}
+    assert {n: table[n].default for n in flat} == flat
+    check_fields(common.base_config())
+    text = describe_fields()
+    assert all(f"\n{f.name} (" in text for f in FIELDS)
+    assert "changes checkpoint shapes" in text
+
+
+def test_dotted_field_helpers():
+    from ul_jax.config import get_field, set_field
+
+    c = _digits()
+    set_field(c, "optimizer.lr", 0.05)
+    assert get_field(c, "optimizer.lr") == c.optimizer.lr == 0.05
+    d = c.to_dict()
+    set_field(d, "data.seed", 3)
+    assert get_field(d, "data.seed") == 3
+    assert get_field(d, "data.missing", None) is None
+    for bad in ("optimizer.lrr", "nope.lr", "lrr"):
+        with pytest.raises(ValueError, match=f"no field '{bad}'"):
+            set_field(c, bad, 1)
+    with pytest.raises(TypeError):
+        set_field(c, "batch_size", "64")           # a ConfigDict keeps its type checks
+
+
+def test_load_config_file(tmp_path, monkeypatch):
+    from ul_jax.config import load_config_file
+
+    c = load_config_file("configs/digits.py:ce", {"optimizer.lr": 0.5}, seed=7)
+    assert (c.variant, c.optimizer.lr, c.seed) == ("ce", 0.5, 7)
+    assert load_config_file("configs/digits.py").variant == "ul_pal"
+    monkeypatch.chdir(tmp_path)                     # paths fall back to the repository root
+    assert load_config_file("configs/cpu/cifar10.py:ce,full").num_train_steps == 1200
+    with pytest.raises(ValueError, match="no field 'optimizer.lrr'"):
+        load_config_file("configs/digits.py", {"optimizer.lrr": 0.5})
+    with pytest.raises(ValueError, match="path/to/file.py"):
+        load_config_file("configs/digits")
+    with pytest.raises(FileNotFoundError, match="nope.py"):
+        load_config_file("configs/nope.py")

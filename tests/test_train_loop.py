@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from configs import digits
-from ul_jax.checkpoint import Checkpointer
+from ul_jax.config import set_field
 from ul_jax.train import (
     NonFiniteError,
     read_event_file,
@@ -20,6 +20,7 @@ from ul_jax.train import (
     restore_checkpoint,
     train_and_evaluate,
 )
+from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.writers import crc32c
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,11 +40,7 @@ def tiny_config(variant="ul_pal", **overrides):
     c.checkpoint_every = 4
     c.keep_checkpoints = 5
     for k, v in overrides.items():
-        node = c
-        *parents, leaf = k.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = v
+        set_field(c, k, v)
     return c
 
 

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from ul_jax.checkpoint import Checkpointer
 from ul_jax.train import read_jsonl, restore_checkpoint, train_and_evaluate
+from ul_jax.train.checkpoint import Checkpointer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

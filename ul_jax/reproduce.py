@@ -118,6 +118,7 @@ SUB_SUITES = {
     "cpu_long": ("cpu", "LONG_RUNS", "cpu", "REPORT_RUNS"),
     "cpu_sweep": ("cpu", "SWEEP_RUNS", "cpu2", "REPORT2_RUNS"),
     "cpu_scale": ("cpu", "SCALE_RUNS", "cpu2", "REPORT2_RUNS"),
+    "cpu_long2": ("cpu", "LONG2_RUNS", "cpu2", "REPORT2_RUNS"),
 }
 
 
@@ -138,31 +139,14 @@ def load_suite(name: str) -> tuple[Run, ...]:
 
 
 def _ensure_repo_on_path() -> None:
-  if str(REPO_ROOT) not in sys.path and not any(
-      Path(p or ".").resolve() == REPO_ROOT for p in sys.path):
-    sys.path.insert(0, str(REPO_ROOT))
+  from ul_jax.config import ensure_on_path
+  ensure_on_path(REPO_ROOT)
 
 
 def load_config(spec: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None):
   """``"configs/cpu/cifar10.py:ce,full"`` → the ConfigDict, with ``overrides`` and ``seed``."""
-  _ensure_repo_on_path()
-  path, _, arg = spec.partition(":")
-  p = Path(path)
-  if p.suffix != ".py":
-    raise ValueError(f"config must be 'path/to/file.py[:arg]'; got {spec!r}")
-  module = ".".join(p.with_suffix("").parts)
-  c = importlib.import_module(module).get_config(arg or None)
-  for dotted, value in (overrides or {}).items():
-    *parents, leaf = dotted.split(".")
-    node = c
-    for part in parents:
-      node = node[part]
-    if leaf not in node:
-      raise ValueError(f"override of unknown config field {dotted!r}")
-    node[leaf] = value
-  if seed is not None:
-    c.seed = int(seed)
-  return c
+  from ul_jax.config import load_config_file
+  return load_config_file(spec, overrides, seed)
 
 
 def run_dir(out: Path, run: Run, seed: int) -> Path:

@@ -100,3 +100,17 @@ SCALE_RUNS = tuple(
 
 # The second-pass report (``cpu2``): its own tables, figures and results file.
 REPORT2_RUNS = SWEEP_RUNS + SCALE_RUNS
+
+# ``--suite cpu_long2`` (claim 2a at 4× the steps, 4,800 ≈ 13.7 epochs of the 45,000 images):
+# the λ selected on validation in ``cpu_sweep`` (UL+PAL: λ_b = 2.5e-4, best mean validation
+# top-1 over seeds 0 and 1; CE: λ = 0, every EFR λ lowered CE's validation top-1), next to
+# vanilla UL+PAL. CE+EFR is not run: its selected λ is 0, i.e. the CE run itself.
+LONG2_STEPS = 4800
+SELECTED_UL_LAMBDA = 2.5e-4
+LONG2_RUNS = tuple(
+    Run(name=name, config=f"{_CFG}:{v},full", claims=("long",), setting="full_val_long",
+        variant=v, ood=(), overrides={**_VAL, "objective.efr_weight": lam,
+                                      "num_train_steps": LONG2_STEPS, "eval_every": 400})
+    for name, v, lam in ((f"l_ul_pal_efr_lam{_lam_name(SELECTED_UL_LAMBDA)}", "ul_pal_efr",
+                          SELECTED_UL_LAMBDA), ("l_ce", "ce", 0.0), ("l_ul_pal", "ul_pal", 0.0)))
+REPORT2_RUNS = SWEEP_RUNS + SCALE_RUNS + LONG2_RUNS

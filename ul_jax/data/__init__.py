@@ -1,7 +1,10 @@
 """Input pipeline: dataset sources, long-tailed subsets, augmentation, per-host sharding.
 
 Modules:
+  registry      -- the dataset table: classes, splits, sources, image size, streamed, OOD roles.
   sources       -- :func:`load_dataset` (tfds / image_folder / digits), OOD sets, class splits.
+  ood           -- the OOD test sets (:data:`OOD_SETS`, from the registry plus uniform noise),
+                   their loader :func:`load_ood_images` at a run's input size.
   image_folder  -- :func:`load_image_folder`: ImageFolder dirs and tar archives, cached decode.
   tfds_source   -- :func:`load_tfds`: ``tfds.data_source`` (no TensorFlow), ``tfds.load`` fallback.
   digits        -- sklearn's real handwritten digits as small RGB images (offline demo, far-OOD).
@@ -42,6 +45,7 @@ from ul_jax.data.imagenet import (
     open_imagenet2012,
 )
 from ul_jax.data.long_tail import long_tailed_counts, long_tailed_indices, make_long_tailed
+from ul_jax.data.ood import OOD_SETS, OODSet, check_ood_names, load_ood_images, resize_images
 from ul_jax.data.pipeline import (
     BatchLayout,
     batch_layout,
@@ -57,6 +61,15 @@ from ul_jax.data.pipeline import (
     train_batches,
     train_index_batches,
 )
+from ul_jax.data.registry import (
+    DATASETS,
+    NUM_CLASSES,
+    TRAIN_DATASETS,
+    DatasetSpec,
+    OODRole,
+    dataset_spec,
+    train_dataset_spec,
+)
 from ul_jax.data.sources import load_dataset, resolve_image_folder
 from ul_jax.data.tfds_source import load_tfds
 from ul_jax.data.transforms import (
@@ -70,12 +83,22 @@ __all__ = [
     "ArrayDataset",
     "BatchLayout",
     "CIFAR_PADDING",
+    "DATASETS",
+    "DatasetSpec",
+    "NUM_CLASSES",
+    "OODRole",
+    "OODSet",
+    "OOD_SETS",
+    "TRAIN_DATASETS",
+    "dataset_spec",
+    "train_dataset_spec",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageNetLoader",
     "augment_key",
     "batch_layout",
     "channel_stats",
+    "check_ood_names",
     "cifar_eval_transform",
     "cifar_train_transform",
     "crop_and_flip",
@@ -91,6 +114,7 @@ __all__ = [
     "make_imagenet100_loader",
     "load_digits",
     "load_image_folder",
+    "load_ood_images",
     "load_tfds",
     "long_tailed_counts",
     "long_tailed_indices",
@@ -100,6 +124,7 @@ __all__ = [
     "open_imagenet2012",
     "prefetch_to_device",
     "random_crop_flip",
+    "resize_images",
     "resolve_image_folder",
     "sample_crop_flip",
     "select_classes",

@@ -44,6 +44,7 @@ from ul_jax.data.pipeline import (
     steps_per_epoch,
     train_index_batches,
 )
+from ul_jax.data.registry import DATASETS
 from ul_jax.data.transforms import imagenet_eval_transform, imagenet_train_transform
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
     "make_imagenet100_loader",
 ]
 
-IMAGENET100_NUM_CLASSES = 100
+IMAGENET100_NUM_CLASSES = DATASETS["imagenet100"].num_classes
 IMAGENET100_WNID_RANGE = ("n01440764", "n01855672")
 
 

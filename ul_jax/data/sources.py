@@ -1,24 +1,21 @@
 """One entry point, :func:`load_dataset`, for every in-memory dataset, chosen by ``source``.
 
-======================  ===================  =====================================================
-name                    source               what
-======================  ===================  =====================================================
-``cifar10``             tfds / image_folder  CIFAR-10 (image_folder: ``<data_dir>/cifar10.tar.gz``,
-                                             the offline JPEG copy)
-``cifar100``            tfds / image_folder  CIFAR-100 (not available offline here)
-``svhn_cropped``        tfds / image_folder  SVHN cropped digits (OOD test set; not offline here)
-``digits``              digits               sklearn's real 8×8 handwritten digits, resized RGB,
-                                             seeded stratified 75/25 train/test split
-``digits_far_ood``      digits               all 1,797 sklearn digits as 32×32 RGB: an offline
-                                             far-OOD set for CIFAR-10 (digits, like SVHN — but not
-                                             SVHN)
-``cifar10_split_id``    tfds / image_folder  CIFAR-10 classes 0–5 (airplane … dog), labels 0–5:
-                                             the in-distribution half of a near-OOD class split
-``cifar10_split_near_ood``  tfds / image_folder  CIFAR-10 classes 6–9 (frog, horse, ship,
-                                             truck), relabelled 0–3: the near-OOD half
-======================  ===================  =====================================================
+The datasets, their classes, splits and allowed sources are the table of
+:mod:`ul_jax.data.registry` (``cifar10``, ``cifar100``, ``svhn_cropped``, ``digits``,
+``digits_far_ood``, ``cifar10_split_id``, ``cifar10_split_near_ood``); any other tfds name also
+loads with ``source="tfds"``. How each source serves them:
 
-``imagenet2012`` / ImageNet-100 do not fit in memory: see :mod:`ul_jax.data.imagenet`.
+* ``tfds`` / ``image_folder``: CIFAR-10 (image_folder: ``<data_dir>/cifar10.tar.gz``, the offline
+  JPEG copy), CIFAR-100 and SVHN (not available offline here).
+* ``digits``: sklearn's real 8×8 handwritten digits, resized RGB — ``digits`` is a seeded
+  stratified 75/25 train/test split, ``digits_far_ood`` all 1,797 digits as 32×32 RGB, an offline
+  far-OOD set for CIFAR-10 (digits, like SVHN — but not SVHN).
+* class subsets (registry ``base``/``classes``): ``cifar10_split_id`` = CIFAR-10 classes 0–5,
+  labels 0–5, the in-distribution half of a near-OOD class split; ``cifar10_split_near_ood`` =
+  classes 6–9 relabelled 0–3, the near-OOD half.
+
+Streamed datasets (``imagenet100``, from ``imagenet2012``) do not fit in memory: see
+:mod:`ul_jax.data.imagenet`.
 
 ``image_folder`` resolves ``name`` to ``path`` if given, else to the first existing of
 ``<data_dir>/<name>.tar.gz``, ``.tgz``, ``.tar``, ``<data_dir>/<name>/`` with ``data_dir``
@@ -35,6 +32,7 @@ from ul_jax.data.dataset import ArrayDataset, select_classes
 from ul_jax.data.digits import load_digits
 from ul_jax.data.image_folder import _missing_path_error, load_image_folder
 from ul_jax.data.long_tail import make_long_tailed
+from ul_jax.data.registry import DATASETS, SOURCES, DatasetSpec
 from ul_jax.data.tfds_source import load_tfds
 
 __all__ = [
@@ -46,14 +44,9 @@ __all__ = [
     "load_dataset",
 ]
 
-SOURCES = ("tfds", "image_folder", "digits")
-DIGITS_NAMES = ("digits", "digits_far_ood")
-NEAR_OOD_ID_CLASSES = (0, 1, 2, 3, 4, 5)
-NEAR_OOD_OOD_CLASSES = (6, 7, 8, 9)
-_CIFAR10_SPLITS = {
-    "cifar10_split_id": NEAR_OOD_ID_CLASSES,
-    "cifar10_split_near_ood": NEAR_OOD_OOD_CLASSES,
-}
+DIGITS_NAMES = tuple(n for n, s in DATASETS.items() if "digits" in s.sources)
+NEAR_OOD_ID_CLASSES = DATASETS["cifar10_split_id"].classes
+NEAR_OOD_OOD_CLASSES = DATASETS["cifar10_split_near_ood"].classes
 
 
 def resolve_image_folder(
@@ -128,25 +121,49 @@ def load_dataset(
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}; got source={source!r}")
-    if (name in DIGITS_NAMES) != (source == "digits"):
-        raise ValueError(
-            f"dataset {name!r} with source={source!r}: the digits datasets {DIGITS_NAMES} need "
-            "source='digits', and source='digits' serves only those"
-        )
-    if name == "digits":
-        ds = load_digits(split, image_size=image_size or 16, seed=seed)
-    elif name == "digits_far_ood":
-        if split not in ("test", "all"):
-            raise ValueError(f"digits_far_ood is an evaluation set: split must be 'test' or 'all'; got {split!r}")
-        ds = load_digits("all", image_size=image_size or 32, seed=seed, name="digits_far_ood")
-        ds = ArrayDataset(ds.name, split, ds.images, ds.labels, ds.class_names)
-    elif name in _CIFAR10_SPLITS:
-        base = _load_base("cifar10", split, source, data_dir, path, image_size, cache, cache_dir)
-        if base.num_classes != 10:
-            raise ValueError(f"{name} needs CIFAR-10 (10 classes); the source has {base.num_classes}")
-        ds = select_classes(base, _CIFAR10_SPLITS[name], name=name)
+    spec = DATASETS.get(name)
+    _check_source(name, source, spec)
+    if source == "digits":
+        ds = _load_digits(spec, split, image_size, seed)
+    elif spec is not None and spec.base is not None:
+        base = _load_base(spec.base, split, source, data_dir, path, image_size, cache, cache_dir)
+        want = DATASETS[spec.base].num_classes
+        if base.num_classes != want:
+            raise ValueError(f"{name} needs {spec.base} ({want} classes); the source has "
+                             f"{base.num_classes}")
+        ds = select_classes(base, spec.classes, name=name)
     else:
         ds = _load_base(name, split, source, data_dir, path, image_size, cache, cache_dir)
     if imbalance_ratio is not None and split == "train":
         ds = make_long_tailed(ds, imbalance_ratio, imbalance_kind, seed)  # type: ignore[arg-type]
     return ds
+
+
+def _check_source(name: str, source: str, spec: DatasetSpec | None) -> None:
+    """``source`` must be one of the registry's sources of ``name`` (unregistered names: any
+    source but ``digits``); streamed datasets have their own loader."""
+    if (name in DIGITS_NAMES) != (source == "digits"):
+        raise ValueError(
+            f"dataset {name!r} with source={source!r}: the digits datasets {DIGITS_NAMES} need "
+            "source='digits', and source='digits' serves only those"
+        )
+    if spec is None:
+        return
+    if spec.streamed:
+        raise ValueError(f"dataset {name!r} is streamed, it does not fit in memory: use its "
+                         "loader (ul_jax.data.make_imagenet100_loader), not load_dataset")
+    if source not in spec.sources:
+        raise ValueError(f"dataset {name!r} cannot be loaded with source={source!r}; "
+                         f"its sources: {spec.sources}")
+
+
+def _load_digits(spec: DatasetSpec, split: str, image_size: int | None, seed: int) -> ArrayDataset:
+    size = image_size or spec.image_size
+    if spec.name == "digits":
+        return load_digits(split, image_size=size, seed=seed)
+    # digits_far_ood: every sklearn digit, whatever evaluation split is asked for
+    if split not in spec.splits:
+        raise ValueError(f"{spec.name} is an evaluation set: split must be one of "
+                         f"{spec.splits}; got {split!r}")
+    ds = load_digits("all", image_size=size, seed=seed, name=spec.name)
+    return ArrayDataset(ds.name, split, ds.images, ds.labels, ds.class_names)

@@ -315,9 +315,41 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
     return path.name
 
 
-SECTIONS = {"sweep": sweep_section, "scale": scale_section}
+def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
+    """Claim 2a at 4× the steps with the validation-selected λ: final and mean-over-training
+    top-1 of CE, vanilla UL+PAL and UL+PAL+EFR, and their differences to CE."""
+    from ul_jax.reproduce import _status_line, mean_std
+    rows = ["| run | λ_b | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
+            "final test ‖h‖ | cos(h, w_y) | n |", "|" + "---|" * 8]
+    tops = {}
+    for r in runs:
+        fin = _finals(res, r.name)
+        area = [a for a in (_mean_eval(e) for e in res[r.name]["seeds"].values()
+                            if e.get("status") == "complete") if a is not None]
+        tops[r.variant] = _col(fin, "top1")
+        rows.append(f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | "
+                    f"{_fmt(_col(fin, 'val/accuracy'), True)} | {_fmt(tops[r.variant], True)} | "
+                    f"{_fmt(area, True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
+                    f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |")
+    parts = []
+    for v in ("ul_pal_efr", "ul_pal"):
+        if tops.get(v) and tops.get("ce"):
+            d = 100 * (mean_std(tops[v])[0] - mean_std(tops["ce"])[0])
+            parts.append(f"{_label(v)} − CE = {d:+.2f} pts final test top-1 "
+                         f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)")
+    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    return "\n".join(rows), verdict
+
+
+def fig_long(res: Mapping, runs: Sequence, path: Path) -> str | None:
+    """Test accuracy vs epoch of the long runs (the first pass's claim-2 figure)."""
+    from ul_jax.reproduce import _fig_claim2
+    return _fig_claim2(res, runs, path)
+
+
+SECTIONS = {"sweep": sweep_section, "scale": scale_section, "long": long_section}
 FIGURES = {"sweep": (("sweep.png", fig_sweep), ("mechanism.png", fig_mechanism)),
-           "scale": ()}
+           "scale": (), "long": (("long_accuracy.png", fig_long),)}
 
 
 # the paper's λ values under each normalization ---------------------------------------------

@@ -2,28 +2,31 @@
 resume, metrics (JSONL + TensorBoard) and config validation.
 
 Modules:
-  step      -- :class:`TrainState`, pure :func:`train_step` / :func:`eval_step`, sharded wrappers.
-  loop      -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``, :class:`NonFiniteError`,
-               :class:`NoUsableCheckpointError` (resume, fallback, preemption: docs/RELIABILITY.md).
-  validate  -- :func:`validate_config` (``ValueError`` naming the bad field, before any compute).
-  writers   -- ``metrics.jsonl`` and TensorBoard event files without TensorFlow.
+  setup       -- config → :class:`TrainData`, model, optimizer, step config, step schedule, the
+                 compile cache; :func:`restore_checkpoint` (a trained model from a work directory).
+  step        -- :class:`TrainState`, pure :func:`train_step` / :func:`eval_step`, sharded wrappers.
+  loop        -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``,
+                 :class:`NonFiniteError`.
+  workdir     -- resume / fresh start / refusal (:class:`NoUsableCheckpointError`), ``restart``.
+  preemption  -- ``SIGTERM`` → stop with a checkpoint at the next step boundary.
+  checkpoint  -- orbax checkpoints with fingerprints, ``config.json``, the resume config check.
+  summaries   -- :func:`evaluate` over a split, batch-metric averages.
+  validate    -- :func:`validate_config` (``ValueError`` naming the bad field, before any compute).
+  writers     -- ``metrics.jsonl`` and TensorBoard event files without TensorFlow.
 
-Checkpointing lives in :mod:`ul_jax.checkpoint`; configs in ``configs/`` (``configs/common.py``
-documents every field); the CLI is ``python -m launch.train``.
+The config schema (every field, its checks, docs and resume rule) is :mod:`ul_jax.config`;
+configs are in ``configs/``; the CLI is ``python -m launch.train``. Resume, fallback and
+preemption guarantees: ``docs/RELIABILITY.md``.
 """
 
-from ul_jax.train.loop import (
-    BATCH_METRICS,
-    NonFiniteError,
-    NoUsableCheckpointError,
+from ul_jax.train.loop import NonFiniteError, train_and_evaluate
+from ul_jax.train.setup import (
     TrainData,
     build_model_from_config,
     build_optimizer_from_config,
-    evaluate,
     load_train_data,
     restore_checkpoint,
     step_config_from,
-    train_and_evaluate,
 )
 from ul_jax.train.step import (
     NONFINITE_BITS,
@@ -41,7 +44,9 @@ from ul_jax.train.step import (
     prototype_metrics,
     train_step,
 )
+from ul_jax.train.summaries import BATCH_METRICS, evaluate
 from ul_jax.train.validate import NUM_CLASSES, validate_config
+from ul_jax.train.workdir import NoUsableCheckpointError
 from ul_jax.train.writers import MetricWriter, read_event_file, read_jsonl
 
 __all__ = [

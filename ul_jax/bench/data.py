@@ -6,15 +6,12 @@ sharded over the ``"data"`` mesh) and :func:`ul_jax.data.cifar_train_transform` 
 (pad-crop, flip, normalize to float32) — after ``--warmup`` steps (compilation excluded), blocking
 on every output. Reported next to a baseline from the same run: the host gather alone.
 
-    python -m launch.bench_data                       # offline CIFAR-10 archive (or --source)
-    python -m launch.bench_data --source synthetic    # random uint8 CIFAR-shaped data
+    python -m launch.bench data                       # offline CIFAR-10 archive (or --source)
+    python -m launch.bench data --source synthetic    # random uint8 CIFAR-shaped data
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 
 import jax
@@ -33,8 +30,9 @@ def _load(source: str, data_dir: str | None):
     return ds.images, ds.labels
 
 
-def run(source: str = "image_folder", batch_size: int = 128, steps: int = 200, warmup: int = 20,
-        seed: int = 0, data_dir: str | None = None) -> dict:
+def data_benchmark(source: str = "image_folder", batch_size: int = 128, steps: int = 200,
+                   warmup: int = 20, seed: int = 0, data_dir: str | None = None) -> dict:
+    """Images/s of the train input pipeline on ``source`` (image_folder | tfds | synthetic)."""
     t0 = time.perf_counter()
     images, labels = _load(source, data_dir)
     load_s = time.perf_counter() - t0
@@ -69,24 +67,3 @@ def run(source: str = "image_folder", batch_size: int = 128, steps: int = 200, w
         "devices": [str(d) for d in jax.devices()],
     }
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", default="image_folder", choices=["image_folder", "tfds", "synthetic"])
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="also write the numbers to this file")
-    a = p.parse_args(argv)
-    res = run(a.source, a.batch_size, a.steps, a.warmup, a.seed, a.data_dir)
-    print(json.dumps(res, indent=1))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

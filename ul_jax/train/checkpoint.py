@@ -4,7 +4,7 @@ Layout of a work directory::
 
     WORKDIR/config.json            the config of the run that created the work directory
     WORKDIR/checkpoints/<step>/    orbax checkpoints (the last ``keep`` are kept)
-    WORKDIR/metrics.jsonl          (written by :mod:`ul_jax.train`)
+    WORKDIR/metrics.jsonl          (written by :mod:`ul_jax.train.loop`)
     WORKDIR/damaged_checkpoints/   damaged checkpoints moved out of the way by a resume
     WORKDIR/previous_<time>/       an earlier run's files, moved aside by ``config.restart``
 
@@ -31,7 +31,8 @@ checkpoints and are replaced by the next save of that step.
 Safety checks, all raising ``ValueError`` that names the offending field:
 
 * :func:`check_resume_config` — a stored ``config.json`` whose *shape-relevant* fields
-  (:data:`SHAPE_FIELDS`) differ from the new config refuses the resume;
+  (:data:`ul_jax.config.SHAPE_FIELDS`: the schema's fields marked as changing shapes) differ
+  from the new config refuses the resume;
 * :meth:`Checkpointer.restore` compares the stored tree (paths, shapes, dtypes) with the state
   built from the config *before* reading any array, and names every mismatching leaf
   (:class:`CheckpointMismatchError`).
@@ -56,10 +57,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from ul_jax.config import SHAPE_FIELDS, shape_view
+from ul_jax.io import write_text_atomic
+
 __all__ = [
     "SHAPE_FIELDS",
     "CONFIG_FILE",
     "Checkpointer",
+    "checkpoint_steps",
     "CheckpointCorruptError",
     "CheckpointMismatchError",
     "ReplicaMismatchError",
@@ -76,19 +81,6 @@ __all__ = [
 CONFIG_FILE = "config.json"
 METADATA_KEY = "ul_jax"          # key of our record in orbax's custom checkpoint metadata
 FORMAT_VERSION = 1
-
-# Config fields that change the shapes or the structure of the saved state.
-SHAPE_FIELDS: tuple[str, ...] = (
-    "data.name",              # number of classes (head shapes)
-    "model.arch",
-    "model.stem",             # 3×3 vs 7×7 first kernel
-    "model.width_multiplier",
-    "head.kind",              # linear kernel in params vs fixed prototypes
-    "head.bias",
-    "head.prototype_seed",    # the stored prototypes would silently replace the new ones
-    "optimizer.momentum",     # compared as "momentum > 0": SGD without momentum has no buffers
-)
-
 
 class CheckpointMismatchError(ValueError):
     """The stored tree (leaf paths, shapes, dtypes) differs from the state built from the config:
@@ -126,22 +118,23 @@ def flatten_config(config: Any) -> dict[str, Any]:
     return out
 
 
-def _shape_view(flat: dict[str, Any], field: str):
-    v = flat.get(field)
-    if field == "optimizer.momentum" and v is not None:
-        return bool(v > 0)
-    return v
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+    """The sorted steps of the checkpoint folders ``workdir/checkpoints/<step>`` on disk (``[]``
+    if there are none; orbax's temporary folders are not steps). Reads only the directory, so
+    it works without a :class:`Checkpointer` (and while one of another process writes)."""
+    d = Path(workdir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def save_config(workdir: str | os.PathLike, config: Any, name: str = CONFIG_FILE) -> Path:
     """Writes ``config`` as JSON to ``workdir/name`` (process 0 only; returns the path)."""
     path = Path(workdir) / name
     if jax.process_index() == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(config.to_json(indent=2, sort_keys=True) if hasattr(config, "to_json")
-                       else json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        text = (config.to_json(indent=2, sort_keys=True) if hasattr(config, "to_json")
+                else json.dumps(config, indent=2, sort_keys=True))
+        write_text_atomic(path, text)
     return path
 
 
@@ -178,7 +171,7 @@ def check_resume_config(stored: dict[str, Any] | None, config: Any) -> list[str]
         return []
     old, new = flatten_config(stored), flatten_config(config)
     bad = [f"{f}: checkpoint has {old.get(f)!r}, config has {new.get(f)!r}"
-           for f in SHAPE_FIELDS if _shape_view(old, f) != _shape_view(new, f)]
+           for f in SHAPE_FIELDS if shape_view(f, old) != shape_view(f, new)]
     if bad:
         raise ValueError(
             "refusing to resume: the work directory's config.json differs from this config in "

@@ -1,4 +1,5 @@
-"""Benchmarks behind ``python -m launch.bench`` (speed is measured here, never in tests)."""
+"""The layer-peeled-model benchmark (``python -m launch.bench ufm``); speed is measured here,
+never in tests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from ul_jax.bench_train import best_time
+from ul_jax.bench import best_time
 
 
 def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> dict:

@@ -1,0 +1,89 @@
+"""What the training loop logs besides the step's own metrics: evaluation over a split (accuracy,
+loss, feature norms and the mechanism diagnostics) and the average of the batch metrics over a
+log interval.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator
+
+import jax
+import numpy as np
+
+from ul_jax import data as uldata
+from ul_jax.train.step import host_sums
+
+__all__ = ["BATCH_METRICS", "evaluate", "theorem6_scale_from", "summarize"]
+
+# Averaged over the log interval; the other train metrics are reported at the logged step.
+BATCH_METRICS = ("loss", "objective", "efr_term", "accuracy", "grad_norm", "feature_norm")
+
+
+def _without_index(batches):
+    for b in batches:
+        yield {k: v for k, v in b.items() if k != "index"}
+
+
+def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh, *, prefix: str = "eval",
+             theorem6_scale: float | None = None) -> dict[str, Any]:
+    """Accuracy, mean loss, mean feature norm and the mechanism diagnostics over every (masked)
+    example of ``batches``, keys ``<prefix>/...``:
+
+    * ``cos_feature_prototype``: mean cos(h_i, w_{y_i});
+    * ``class_feature_norm``: the per-class mean ‖h‖ (a list of C; NaN for an absent class);
+    * with ``theorem6_scale = (1+γ)/(2λB)`` (UL with fixed prototypes and EFR λΣ_batch‖h‖², see
+      :func:`ul_jax.objectives.efr_feature_target`): ``theorem6_target_norm`` (mean ‖h*_c‖ of the
+      stationary features ``h*_c = theorem6_scale · w_c``) and ``theorem6_distance``
+      (mean over classes of ‖μ_c − h*_c‖ / ‖h*_c‖, μ_c the class-mean feature; the deep-network
+      counterpart of Fig. 15).
+    """
+    sums = [eval_fn(state, b) for b in uldata.prefetch_to_device(_without_index(batches), 2, mesh)]
+    s = host_sums(sums)
+    n = max(s["count"], 1.0)
+    out: dict[str, Any] = {
+        f"{prefix}/accuracy": s["correct"] / n, f"{prefix}/loss": s["loss_sum"] / n,
+        f"{prefix}/feature_norm": s["feature_norm_sum"] / n, f"{prefix}/count": int(s["count"])}
+    if "class_count" not in s:
+        return out
+    cnt = s["class_count"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[f"{prefix}/cos_feature_prototype"] = s["cos_sum"] / n
+        out[f"{prefix}/class_feature_norm"] = [float(x) for x in s["class_norm_sum"] / cnt]
+        if theorem6_scale is not None:
+            from ul_jax.train.step import classifier_weights
+            w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)   # (p, C)
+            target = theorem6_scale * w.T                                          # (C, p)
+            means = s["class_feature_sum"] / cnt[:, None]
+            tn = np.linalg.norm(target, axis=1)
+            present = cnt > 0
+            out[f"{prefix}/theorem6_target_norm"] = float(tn.mean())
+            out[f"{prefix}/theorem6_distance"] = float(np.mean(
+                np.linalg.norm(means - target, axis=1)[present] / tn[present]))
+    return out
+
+
+def theorem6_scale_from(config, num_classes: int) -> float | None:
+    """``(1+γ)/(2λB)`` for UL with a fixed-prototype PAL head and EFR λ > 0 (else ``None``): the
+    class-``c`` features at which the batch objective's feature gradient vanishes are
+    ``h*_c = (1+γ)/(2λB) · w_c`` (:func:`ul_jax.objectives.efr_feature_target`)."""
+    o = config.objective
+    if o.loss != "ul" or config.head.kind != "pal" or not o.efr_weight or config.head.bias:
+        return None
+    from ul_jax.objectives import efr_feature_target_scale
+    return efr_feature_target_scale(o.efr_weight, config.batch_size, num_classes, o.gamma)
+
+
+def summarize(interval: list[dict[str, float]], last: dict[str, np.ndarray]) -> dict[str, float]:
+    """Batch metrics averaged (float64) over ``interval`` (NaN if empty: every step skipped),
+    the others taken from ``last``, the logged step."""
+    out = {}
+    for k, v in last.items():
+        if k == "nonfinite":
+            continue
+        if k in BATCH_METRICS:
+            val = np.mean([r[k] for r in interval], dtype=np.float64) if interval else math.nan
+        else:
+            val = v
+        out[f"train/{k}"] = float(val)
+    return out
