@@ -20,7 +20,7 @@ from ul_jax.train import NonFiniteError, read_jsonl, restore_checkpoint, train_a
 from ul_jax.train.checkpoint import Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train_loop import tiny_config  # noqa: E402
+from conftest import tiny_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

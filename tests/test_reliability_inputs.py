@@ -60,15 +60,8 @@ def cli_case(id, bad_input, args, *must, env=None):
 # configs
 # ---------------------------------------------------------------------------------------------
 def _digits(variant="ul_pal", **overrides):
-    from configs import digits
-    from ul_jax.config import set_field
-    c = digits.get_config(variant)
-    c.data.image_size, c.data.crop_padding, c.model.width_multiplier = 8, 1, 0.25
-    c.batch_size, c.eval_batch_size, c.num_train_steps = 64, 128, 12
-    c.log_every, c.eval_every, c.checkpoint_every = 2, 6, 4
-    for k, v in overrides.items():
-        set_field(c, k, v)
-    return c
+    from conftest import tiny_config
+    return tiny_config(variant, **{"keep_checkpoints": 2, **overrides})  # digits default: 2
 
 
 def _as_dict(c, **overrides):

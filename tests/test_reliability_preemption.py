@@ -189,7 +189,7 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
     process (a later call returns at once); the previous handler is restored after each call."""
     import threading
 
-    from test_train_loop import tiny_config
+    from conftest import tiny_config
     from ul_jax.train import preemption, train_and_evaluate
 
     original = signal.getsignal(signal.SIGTERM)

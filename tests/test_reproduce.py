@@ -1,11 +1,13 @@
 """The paper configs (``configs/paper/``), the CPU suite configs and the suite runner
-(:mod:`ul_jax.reproduce`, ``python -m launch.reproduce``)."""
+(:mod:`ul_jax.paper`, ``python -m launch.reproduce``)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -16,8 +18,9 @@ import pytest
 from configs.cpu import cifar10 as cpu_cifar10
 from configs.paper import fig2, fig19, table2, table3
 from launch import reproduce as cli
-from ul_jax import reproduce as rp
+from ul_jax import paper as rp
 from ul_jax.objectives import make_optimizer
+from ul_jax.paper import runner
 from ul_jax.train import (
     NUM_CLASSES,
     StepConfig,
@@ -136,7 +139,7 @@ def test_paper_models_build_and_step():
 
 
 def test_second_pass_suites_use_a_validation_split():
-  from configs.cpu import suite as cpu_suite
+  from ul_jax.paper import suites as cpu_suite
   sweep, scale = rp.load_suite("cpu_sweep"), rp.load_suite("cpu_scale")
   lams = {"ul_pal": [], "ce": []}
   for r in sweep + scale:
@@ -288,8 +291,8 @@ def test_runner_end_to_end(tmp_path, monkeypatch):
   assert text2.count("<!-- BEGIN micro:claim4 -->") == 1 and text2.count("## Results") == 1
 
   # the CLI's --tables_only path on the same runs (suite "micro" resolved by monkeypatch)
-  monkeypatch.setattr(rp, "load_suite", lambda name: MICRO)
-  monkeypatch.setattr(rp, "report_suite", lambda name: ("micro", MICRO))
+  monkeypatch.setattr(runner, "load_suite", lambda name: MICRO)
+  monkeypatch.setattr(runner, "report_suite", lambda name: ("micro", MICRO))
   rc = cli.main(["--suite", "micro", "--out", str(out), "--tables_only", "--fig_dir",
                  str(figs), "--docs", str(docs)])
   assert rc == 0
@@ -315,7 +318,7 @@ def test_runner_selection_and_pending(tmp_path):
   with pytest.raises(ValueError, match="unknown suite"):
     rp.load_suite("nope")
   # cpu_step runs land in the cpu tables
-  from configs.cpu import suite as cpu_suite
+  from ul_jax.paper import suites as cpu_suite
   every = cpu_suite.RUNS + cpu_suite.STEP_RUNS + cpu_suite.LONG_RUNS
   for name in ("cpu", "cpu_step", "cpu_long"):
     assert rp.report_suite(name) == ("cpu", every)
@@ -351,12 +354,12 @@ def test_runner_stops_the_suite_when_a_run_is_interrupted(tmp_path, monkeypatch)
     calls.append(run.name)
     return {"status": "interrupted", "step": 7}
 
-  monkeypatch.setattr(rp, "run_one", fake_run_one)
+  monkeypatch.setattr(runner, "run_one", fake_run_one)
   res = rp.run_suite(MICRO, tmp_path, seeds=(0, 1), suite="micro", fig_dir=tmp_path / "f",
                      docs=None)
   assert calls == ["c1_ul"] and res["interrupted"] == [("c1_ul", 0)] and res["ran"] == []
-  monkeypatch.setattr(rp, "load_suite", lambda name: MICRO)
-  monkeypatch.setattr(rp, "report_suite", lambda name: ("micro", MICRO))
+  monkeypatch.setattr(runner, "load_suite", lambda name: MICRO)
+  monkeypatch.setattr(runner, "report_suite", lambda name: ("micro", MICRO))
   assert cli.main(["--suite", "micro", "--out", str(tmp_path), "--fig_dir",
                    str(tmp_path / "f"), "--docs", str(tmp_path / "d.md")]) == 75
   assert calls == ["c1_ul", "c1_ul"]
@@ -423,3 +426,21 @@ def test_second_pass_selection_ignores_the_test_set():
   res[runs[1].name]["seeds"]["1"]["status"] = "failed"   # only finished seeds count
   assert select(res, runs) is runs[1]          # 0.60 alone
   assert select({r.name: {"seeds": {}} for r in runs}, runs) is None
+
+
+def test_paper_package_imports_no_config_module():
+  """The suites are data inside ``ul_jax.paper`` (no ``importlib`` loop through ``configs``):
+  importing the package and resolving every suite imports no ``configs`` module, and the old
+  ``ul_jax.reproduce`` module is gone."""
+  code = ("import importlib.util, sys\n"
+          "import ul_jax.paper as rp\n"
+          "for name in rp.SUITES:\n"
+          "    rp.load_suite(name); rp.report_suite(name)\n"
+          "print(sorted(m for m in sys.modules if m == 'configs' or m.startswith('configs.')))\n"
+          "print(importlib.util.find_spec('ul_jax.reproduce'))\n")
+  root = Path(__file__).resolve().parents[1]        # `configs` is importable from here
+  out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       check=True).stdout.splitlines()
+  assert out[-2:] == ["[]", "None"]
+  assert set(rp.SUITES) == {"cpu", "cpu_step", "cpu_long", "cpu_sweep", "cpu_scale",
+                            "cpu_long2", "paper"}

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import TINY_CLI_OVERRIDES, tiny_config
 from configs import digits
 from ul_jax.config import set_field
 from ul_jax.train import (
@@ -24,24 +25,6 @@ from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.writers import crc32c
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_config(variant="ul_pal", **overrides):
-    """ResNet-8 at width 1/4 (features 16) on 8×8 digits, 64 per batch (21 steps per epoch)."""
-    c = digits.get_config(variant)
-    c.data.image_size = 8
-    c.data.crop_padding = 1
-    c.model.width_multiplier = 0.25
-    c.batch_size = 64
-    c.eval_batch_size = 128
-    c.num_train_steps = 12
-    c.log_every = 2
-    c.eval_every = 6
-    c.checkpoint_every = 4
-    c.keep_checkpoints = 5
-    for k, v in overrides.items():
-        set_field(c, k, v)
-    return c
 
 
 def _leaves_equal(a, b):
@@ -187,11 +170,7 @@ def test_crc32c_known_value():
     assert crc32c(b"") == 0
 
 
-CLI_OVERRIDES = ["--config.data.image_size=8", "--config.data.crop_padding=1",
-                 "--config.model.width_multiplier=0.25", "--config.batch_size=64",
-                 "--config.eval_batch_size=128", "--config.num_train_steps=12",
-                 "--config.log_every=2", "--config.eval_every=6", "--config.checkpoint_every=4",
-                 "--config.keep_checkpoints=5"]
+CLI_OVERRIDES = TINY_CLI_OVERRIDES
 
 
 def test_cli_resume_in_fresh_process_is_bit_identical(tmp_path, full_run):

@@ -23,6 +23,34 @@ pC(N−1)). Every function below works on (p, C) class-level quantities and neve
 matrix or a dense ``M`` (except :func:`ntk_closed_form`/:func:`mse_ntk_rhs`, whose kernel ``K`` is
 CN×CN by definition).
 
+Paper result → function → test (``tests/test_ufm.py``)
+-------------------------------------------------------
+=====================================  ===============================  =======================================================
+paper                                  function                         test
+=====================================  ===============================  =======================================================
+eq. (2) loss, its gradients            :func:`loss`, :func:`grads`      ``test_loss_matches_loop_evaluation_of_eq2``,
+                                                                        ``test_grads_equal_autodiff``
+Lemma 9, Lemmas 15–17 (eigenspaces)    :func:`eigenvalues`,             ``test_projections_are_the_orthogonal_eigenprojections``
+                                       :func:`projections`
+Theorem 2 (flow, no weight decay)      :func:`flow_closed_form`         ``test_theorem2_factors_cosh_sinh``,
+                                                                        ``test_flow_closed_form_matches_rk4_constant_and_cosine_rates``
+Theorem 4 (flow with weight decay)     :func:`flow_closed_form`         ``test_flow_closed_form_matches_matrix_exponential``
+exact discrete GD (NOTES.md)           :func:`gd_closed_form`,          ``test_gd_closed_form_matches_iterated_gd``
+                                       :func:`gradient_descent`
+Corollary 3 (limit direction)          :func:`limit_direction`          ``test_corollary3_direction_converges_at_rate_kappa``,
+                                                                        ``test_corollary3_beyond_threshold_ends_orthogonal``
+Corollary 5 (critical weight decay)    :func:`critical_weight_decay`    ``test_corollary5_critical_weight_decay``
+Theorem 6 (prototype-anchored)         :func:`anchored_closed_form`,    ``test_theorem6_anchored_flow_and_descent``,
+                                       :func:`anchored_descent`         ``test_theorem6_limit_columns``
+eq. (19), Theorem 7 (spherical)        :func:`spherical_descent`        ``test_spherical_step_is_eq19``,
+                                                                        ``test_spherical_convergence_rescaled_faster_and_fixed_point``
+Theorem 8, eq. (25) (NTK-invariant)    :func:`ntk_closed_form`,         ``test_theorem8_closed_form_matches_rk4``,
+                                       :func:`mse_ntk_rhs`              ``test_mse_ntk_flow_is_nonlinear_unhinged_is_affine``
+=====================================  ===============================  =======================================================
+
+The deep-network counterpart of Theorem 6 (UL + PAL + EFR stationary features) is
+:func:`ul_jax.objectives.efr_feature_target_scale` (``tests/test_objectives.py``).
+
 All hyper-parameters (``gamma``, ``s``, ``weight_decay``, ``lr``/``lrs``, ``zeta``) may be traced
 JAX scalars, so sweeps are a single ``jax.vmap``. Argument checks raise ``ValueError`` naming the
 argument; value checks are skipped for tracers. float64 works when x64 is enabled.
@@ -392,7 +420,8 @@ def flow_closed_form(
     H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, zeta: ArrayLike, *, gamma: ArrayLike,
     s: ArrayLike = 1.0, weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
 ) -> tuple[Array, Array, Array]:
-    """Exact gradient flow of eq. (5)/(12) at cumulative rate ζ₂ = ``zeta`` (Theorems 2 and 4).
+    """Exact gradient flow of eq. (5)/(12) at cumulative rate ζ₂ = ``zeta``: Theorem 2 (no weight
+    decay, any s) and Theorem 4 (weight decay λ₁, λ₂).
 
     With ``H' = sη₂(WM − λ₁H)``, ``W' = η₂(HMᵀ − λ₂W)``, ``b' = η₂(c₀1 − λ₂b)`` and constant
     ratio s = η₁/η₂, the state depends on η₂(t) only through ζ₂ = ∫η₂. Per eigenvalue σ ∈ {±σ₁,
@@ -491,7 +520,8 @@ def gd_closed_form(
     H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, steps: int | ArrayLike | None, lr: ArrayLike, *,
     gamma: ArrayLike, s: ArrayLike = 1.0, weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
 ) -> tuple[Array, Array, Array]:
-    """Exact iterate of discrete gradient descent (NOTES.md, "Exact discrete gradient descent").
+    """Exact iterate of discrete gradient descent: the discrete-time counterpart of Theorems 2
+    and 4 (NOTES.md, "Exact discrete gradient descent").
 
     GD ``H ← H + sη(WM − λ₁H)``, ``W ← W + η(HMᵀ − λ₂W)``, ``b ← b + η(c₀1 − λ₂b)``: each
     eigenvalue σ's coefficients evolve as ``(a, b) ← T(a, b)``, ``T = [[1−sηλ₁, sησ], [ησ, 1−ηλ₂]]``

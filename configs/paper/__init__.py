@@ -2,7 +2,9 @@
 
 Each module is an ``ml_collections`` config file ``get_config(arg)`` built on the top-level dataset
 configs (``configs/cifar10.py`` ...; no field is duplicated here) and lists every argument of its
-grid in ``ARGS`` (the test ``tests/test_reproduce.py`` validates and builds all of them):
+grid in ``ARGS`` (the test ``tests/test_reproduce.py`` validates and builds all of them). The runs
+of ``python -m launch.reproduce --suite paper`` are listed, as data, in ``ul_jax/paper/suites.py``
+(``PAPER_RUNS``):
 
 ==============  ================================================================================
 module          what (arguments ``a,b[,lam=λ]``)

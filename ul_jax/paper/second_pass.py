@@ -1,6 +1,6 @@
 """Second-pass reproduction report (issue 14): knobs chosen on a validation split.
 
-Two groups of runs (``configs/cpu/suite.py``: ``SWEEP_RUNS``, ``SCALE_RUNS``), all trained on
+Two groups of runs (:mod:`ul_jax.paper.suites`: ``SWEEP_RUNS``, ``SCALE_RUNS``), all trained on
 45,000 CIFAR-10 images with a balanced 5,000-image validation split held out
 (``data.validation_per_class = 500``):
 
@@ -26,6 +26,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ul_jax.objectives import efr_feature_target_scale, efr_lambda_conventions
+from ul_jax.paper.claims import PENDING
+from ul_jax.paper.figures import _fig_claim2, _plt, _seed_curves
+from ul_jax.paper.results import VARIANT_LABEL, _last, _status_line, fmt_num, fmt_pct, mean_std
 
 # CPU-suite constants the table needs (the runs' config.json holds them too; checked there)
 BATCH = 128
@@ -41,7 +44,6 @@ CURVE_KEYS = ("val/accuracy", "eval/feature_norm", "val/feature_norm", *MECH_KEY
 
 def _finals(res: Mapping, name: str) -> list[dict[str, Any]]:
     """The last logged value of every curve key, per finished (``complete``) seed."""
-    from ul_jax.reproduce import _last
     out = []
     for e in res.get(name, {}).get("seeds", {}).values():
         if e.get("status") == "complete" and e.get("curves"):
@@ -60,7 +62,6 @@ def _lam(run) -> float:
 
 
 def _fmt(xs: Sequence[float], pct: bool = False) -> str:
-    from ul_jax.reproduce import fmt_num, fmt_pct
     return fmt_pct(xs) if pct else fmt_num(xs)
 
 
@@ -81,7 +82,6 @@ def _family(run) -> str:
 
 def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The λ-sweep table (one block per loss) and its verdict."""
-    from ul_jax.reproduce import _status_line, mean_std
     rows = ["| loss | λ_b (batch sum, B=128) | λ per example (λ_b·B) | λ data-set sum (2λ_b·B/n) | "
             "paper λ at B=256, same per-example weight | ‖h*‖ (Thm 6) | val top-1 (%) | "
             "test top-1 (%) | final test ‖h‖ | Thm-6 distance | cos(h, w_y) | n |",
@@ -130,7 +130,6 @@ def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
 
 
 def _pending() -> str:
-    from ul_jax.reproduce import PENDING
     return PENDING
 
 
@@ -142,7 +141,6 @@ def _mean_eval(e: Mapping, key: str = "eval/accuracy") -> float | None:
 
 def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The FNPAL-scale table (s × RLR) and the RLR verdict at fixed and at tuned s."""
-    from ul_jax.reproduce import _status_line, mean_std
     rows = ["| s | variant | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
             "final test ‖h‖ | n |", "|---|---|---|---|---|---|---|"]
     by_var: dict[str, list] = {}
@@ -186,7 +184,6 @@ def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
 
 
 def _label(v: str) -> str:
-    from ul_jax.reproduce import VARIANT_LABEL
     return VARIANT_LABEL.get(v, v)
 
 
@@ -194,7 +191,6 @@ def _label(v: str) -> str:
 def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """(a, b) validation and test top-1 vs λ for UL+PAL and CE (λ = 0 as dashed lines);
     (c) UL+PAL: final test ‖h‖ against the Theorem-6 prediction ‖h*‖ (one point per seed)."""
-    from ul_jax.reproduce import _plt
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     drawn = False
@@ -263,7 +259,6 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
 def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """The mechanism along training for vanilla and validation-selected UL+PAL / CE (mean over
     seeds), and the Theorem-6 distance of every UL+PAL+EFR λ."""
-    from ul_jax.reproduce import _plt, _seed_curves
     sweep = [r for r in runs if "sweep" in r.claims]
     picks = []
     for fam in ("ul_pal", "ce"):
@@ -318,7 +313,6 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
 def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """Claim 2a at 4× the steps with the validation-selected λ: final and mean-over-training
     top-1 of CE, vanilla UL+PAL and UL+PAL+EFR, and their differences to CE."""
-    from ul_jax.reproduce import _status_line, mean_std
     rows = ["| run | λ_b | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
             "final test ‖h‖ | cos(h, w_y) | n |", "|" + "---|" * 8]
     tops = {}
@@ -343,7 +337,6 @@ def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
 
 def fig_long(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """Test accuracy vs epoch of the long runs (the first pass's claim-2 figure)."""
-    from ul_jax.reproduce import _fig_claim2
     return _fig_claim2(res, runs, path)
 
 
