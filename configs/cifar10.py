@@ -15,9 +15,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.base_config()
-  c.data.name = "cifar10"
-  c.data.source = "image_folder"
-  c.model.arch = "resnet18"
-  c.num_epochs = 200
-  return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c = common.base_config()
+    c.data.name = "cifar10"
+    c.data.source = "image_folder"
+    c.model.arch = "resnet18"
+    c.num_epochs = 200
+    return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))

@@ -14,9 +14,9 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.base_config()
-  c.data.name = "cifar100"
-  c.data.source = "tfds"
-  c.model.arch = "resnet34"
-  c.num_epochs = 200
-  return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c = common.base_config()
+    c.data.name = "cifar100"
+    c.data.source = "tfds"
+    c.model.arch = "resnet34"
+    c.num_epochs = 200
+    return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))

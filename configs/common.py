@@ -45,86 +45,92 @@ UL_EFR_WEIGHT = 1e-6
 
 
 def base_config() -> ConfigDict:
-  """CIFAR-10 / ResNet-18 / UL-PAL defaults of Appendix C.2 (dataset files override)."""
-  c = ConfigDict()
-  c.seed = 0
+    """CIFAR-10 / ResNet-18 / UL-PAL defaults of Appendix C.2 (dataset files override)."""
+    c = ConfigDict()
+    c.seed = 0
 
-  c.data = ConfigDict()
-  c.data.name = "cifar10"
-  c.data.source = "image_folder"
-  c.data.data_dir = config_dict.placeholder(str)
-  c.data.image_size = config_dict.placeholder(int)
-  c.data.imbalance_ratio = config_dict.placeholder(float)
-  c.data.imbalance_kind = "exp"
-  c.data.seed = 0
-  c.data.validation_per_class = 0
-  c.data.augment = "crop_flip"
-  c.data.crop_padding = 4
-  c.data.num_threads = config_dict.placeholder(int)
+    c.data = ConfigDict()
+    c.data.name = "cifar10"
+    c.data.source = "image_folder"
+    c.data.data_dir = config_dict.placeholder(str)
+    c.data.image_size = config_dict.placeholder(int)
+    c.data.imbalance_ratio = config_dict.placeholder(float)
+    c.data.imbalance_kind = "exp"
+    c.data.seed = 0
+    c.data.validation_per_class = 0
+    c.data.augment = "crop_flip"
+    c.data.crop_padding = 4
+    c.data.num_threads = config_dict.placeholder(int)
 
-  c.model = ConfigDict()
-  c.model.arch = "resnet18"
-  c.model.stem = "cifar"
-  c.model.final_relu = False
-  c.model.width_multiplier = 1.0
-  c.model.dtype = "float32"
+    c.model = ConfigDict()
+    c.model.arch = "resnet18"
+    c.model.stem = "cifar"
+    c.model.final_relu = False
+    c.model.width_multiplier = 1.0
+    c.model.dtype = "float32"
 
-  c.head = ConfigDict()
-  c.head.kind = "pal"
-  c.head.scale = 1.0
-  c.head.bias = True
-  c.head.init = "random"
-  c.head.prototype_seed = 0
+    c.head = ConfigDict()
+    c.head.kind = "pal"
+    c.head.scale = 1.0
+    c.head.bias = True
+    c.head.init = "random"
+    c.head.prototype_seed = 0
 
-  c.objective = ConfigDict()
-  c.objective.loss = "ul"
-  c.objective.gamma = config_dict.placeholder(float)
-  c.objective.efr_weight = 0.0
-  c.objective.rlr = False
+    c.objective = ConfigDict()
+    c.objective.loss = "ul"
+    c.objective.gamma = config_dict.placeholder(float)
+    c.objective.efr_weight = 0.0
+    c.objective.rlr = False
 
-  c.optimizer = ConfigDict()
-  c.optimizer.lr = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = False
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.weight_decay_on = "all"
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_epochs = 0.0
+    c.optimizer = ConfigDict()
+    c.optimizer.lr = 0.1
+    c.optimizer.momentum = 0.9
+    c.optimizer.nesterov = False
+    c.optimizer.weight_decay = 5e-4
+    c.optimizer.weight_decay_on = "all"
+    c.optimizer.schedule = "cosine"
+    c.optimizer.warmup_epochs = 0.0
 
-  c.batch_size = 256
-  c.eval_batch_size = 256
-  c.num_epochs = 200
-  c.num_train_steps = -1
-  c.log_every = 50
-  c.eval_every = 0
-  c.checkpoint_every = 0
-  c.keep_checkpoints = 3
-  c.tensorboard = True
-  c.debug_nonfinite_at_step = -1
-  c.restart = False
-  return c
+    c.batch_size = 256
+    c.eval_batch_size = 256
+    c.num_epochs = 200
+    c.num_train_steps = -1
+    c.log_every = 50
+    c.eval_every = 0
+    c.checkpoint_every = 0
+    c.keep_checkpoints = 3
+    c.tensorboard = True
+    c.debug_nonfinite_at_step = -1
+    c.restart = False
+    return c
 
 
 def apply_variant(c: ConfigDict, variant: str | None) -> ConfigDict:
-  """Sets loss / head / EFR / RLR of ``variant`` (see the module docstring) on ``c``."""
-  if variant not in VARIANTS:
-    raise ValueError(f"config variant must be one of {VARIANTS}; got {variant!r}")
-  c.variant = variant
-  loss, head = {
-      "ce": ("ce", "linear"), "ul": ("ul", "linear"), "ul_pal": ("ul", "pal"),
-      "ul_fnpal": ("ul", "fnpal"), "ul_fnpal_rlr": ("ul", "fnpal"), "ce_efr": ("ce", "linear"),
-      "ul_pal_efr": ("ul", "pal"),
-  }[variant]
-  c.objective.loss = loss
-  c.head.kind = head
-  c.head.bias = head == "linear"            # PAL/FNPAL: no bias (module docstring)
-  # App. C.2: PAL/FNPAL remove the ReLU before the classifier; the linear-head runs keep it.
-  c.model.final_relu = head == "linear"
-  c.objective.rlr = variant == "ul_fnpal_rlr"
-  c.objective.efr_weight = {"ce_efr": CE_EFR_WEIGHT, "ul_pal_efr": UL_EFR_WEIGHT}.get(variant, 0.0)
-  return c
+    """Sets loss / head / EFR / RLR of ``variant`` (see the module docstring) on ``c``."""
+    if variant not in VARIANTS:
+        raise ValueError(f"config variant must be one of {VARIANTS}; got {variant!r}")
+    c.variant = variant
+    loss, head = {
+        "ce": ("ce", "linear"),
+        "ul": ("ul", "linear"),
+        "ul_pal": ("ul", "pal"),
+        "ul_fnpal": ("ul", "fnpal"),
+        "ul_fnpal_rlr": ("ul", "fnpal"),
+        "ce_efr": ("ce", "linear"),
+        "ul_pal_efr": ("ul", "pal"),
+    }[variant]
+    c.objective.loss = loss
+    c.head.kind = head
+    c.head.bias = head == "linear"  # PAL/FNPAL: no bias (module docstring)
+    # App. C.2: PAL/FNPAL remove the ReLU before the classifier; the linear-head runs keep it.
+    c.model.final_relu = head == "linear"
+    c.objective.rlr = variant == "ul_fnpal_rlr"
+    c.objective.efr_weight = {"ce_efr": CE_EFR_WEIGHT, "ul_pal_efr": UL_EFR_WEIGHT}.get(
+        variant, 0.0
+    )
+    return c
 
 
 def parse_arg(arg: str | None, default: str) -> str:
-  """The variant named by ``get_config``'s argument (``None`` or empty: ``default``)."""
-  return arg.strip() if arg else default
+    """The variant named by ``get_config``'s argument (``None`` or empty: ``default``)."""
+    return arg.strip() if arg else default

@@ -16,19 +16,19 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.base_config()
-  c.data.name = "digits"
-  c.data.source = "digits"
-  c.data.image_size = 16
-  c.data.augment = "crop"          # digits are not mirror-symmetric: crops only
-  c.data.crop_padding = 2
-  c.model.arch = "resnet8"
-  c.model.width_multiplier = 1.0
-  c.batch_size = 128
-  c.eval_batch_size = 256
-  c.num_epochs = 30
-  c.log_every = 10
-  c.eval_every = 0                 # every epoch (10 steps)
-  c.checkpoint_every = 100
-  c.keep_checkpoints = 2
-  return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c = common.base_config()
+    c.data.name = "digits"
+    c.data.source = "digits"
+    c.data.image_size = 16
+    c.data.augment = "crop"  # digits are not mirror-symmetric: crops only
+    c.data.crop_padding = 2
+    c.model.arch = "resnet8"
+    c.model.width_multiplier = 1.0
+    c.batch_size = 128
+    c.eval_batch_size = 256
+    c.num_epochs = 30
+    c.log_every = 10
+    c.eval_every = 0  # every epoch (10 steps)
+    c.checkpoint_every = 100
+    c.keep_checkpoints = 2
+    return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))

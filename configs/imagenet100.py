@@ -16,13 +16,13 @@ from configs import common
 
 
 def get_config(arg=None):
-  c = common.base_config()
-  c.data.name = "imagenet100"
-  c.data.source = "tfds"
-  c.data.image_size = 224
-  c.data.augment = "none"
-  c.model.arch = "resnet50"
-  c.model.stem = "imagenet"
-  c.num_epochs = 100
-  c.log_every = 100
-  return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c = common.base_config()
+    c.data.name = "imagenet100"
+    c.data.source = "tfds"
+    c.data.image_size = 224
+    c.data.augment = "none"
+    c.model.arch = "resnet50"
+    c.model.stem = "imagenet"
+    c.num_epochs = 100
+    c.log_every = 100
+    return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))

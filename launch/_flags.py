@@ -41,8 +41,15 @@ def expand_lists(argv: Sequence[str], names: Sequence[str]) -> list[str]:
     return out
 
 
-def parse(fv: flags.FlagValues, argv: Sequence[str] | None, prog: str, doc: str = "", *,
-          lists: Sequence[str] = (), positional: str | None = None) -> list[str]:
+def parse(
+    fv: flags.FlagValues,
+    argv: Sequence[str] | None,
+    prog: str,
+    doc: str = "",
+    *,
+    lists: Sequence[str] = (),
+    positional: str | None = None,
+) -> list[str]:
     """Parses ``argv`` (default ``sys.argv[1:]``) into ``fv``; returns the positional arguments.
 
     ``lists``: multi-value flags that also take ``--NAME a b``. ``positional``: name of the

@@ -19,25 +19,40 @@ from ul_jax import bench
 
 I, S, E = flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_enum
 SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all also have --json
-    "ufm": [(I, "steps", 50_000, "GD steps of the Fig. 1 workload"),
-            (E, "dtype", "float64", ["float32", "float64"], "compute dtype")],
-    "train": [(S, "model", "resnet18", "model.arch"), (I, "batch", 128, "global batch size"),
-              (I, "steps", 5, "timed train steps"),
-              (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
-              (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)")],
-    "data": [(E, "source", "image_folder", ["image_folder", "tfds", "synthetic"],
-              "CIFAR-10 loader, or random uint8 CIFAR-shaped data"),
-             (S, "data-dir", None, "data directory of the loader"),
-             (I, "batch-size", 128, "global batch size"), (I, "steps", 200, "timed steps"),
-             (I, "warmup", 20, "untimed steps first"), (I, "seed", 0, "data and augment seed")],
+    "ufm": [
+        (I, "steps", 50_000, "GD steps of the Fig. 1 workload"),
+        (E, "dtype", "float64", ["float32", "float64"], "compute dtype"),
+    ],
+    "train": [
+        (S, "model", "resnet18", "model.arch"),
+        (I, "batch", 128, "global batch size"),
+        (I, "steps", 5, "timed train steps"),
+        (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
+        (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)"),
+    ],
+    "data": [
+        (
+            E,
+            "source",
+            "image_folder",
+            ["image_folder", "tfds", "synthetic"],
+            "CIFAR-10 loader, or random uint8 CIFAR-shaped data",
+        ),
+        (S, "data-dir", None, "data directory of the loader"),
+        (I, "batch-size", 128, "global batch size"),
+        (I, "steps", 200, "timed steps"),
+        (I, "warmup", 20, "untimed steps first"),
+        (I, "seed", 0, "data and augment seed"),
+    ],
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in bench.SUITES:
-        print(f"usage: python -m launch.bench {{{'|'.join(bench.SUITES)}}} [flags]",
-              file=sys.stderr)
+        print(
+            f"usage: python -m launch.bench {{{'|'.join(bench.SUITES)}}} [flags]", file=sys.stderr
+        )
         return 2
     suite, fv, prog = argv[0], flags.FlagValues(), f"python -m launch.bench {argv[0]}"
     for define, name, *rest in SUITE_FLAGS[suite]:

@@ -12,22 +12,23 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Figure config (config
 
 
 def main(argv):
-  del argv
-  config = _CONFIG.value
-  result = ufm_figures.run(config)
-  json_path, png_path = ufm_figures.save(result, config.out_dir)
-  for key, value in result["timing"].items():
-    print(f"{key}: {value:.2f}")
-  for row in result.get("growth", []):
-    print(f"  {config.sweep_field}: gamma={row['gamma']:.6g} lr={row['lr']:.3g} s={row['s']:.3g} "
-          f"lambda={row['weight_decay']:.4g}  late log-growth of |Z| per step: "
-          f"measured {row['measured']:.6e}  predicted {row['predicted']:.6e}  "
-          f"rel. error {row['rel_error']:.2e}")
-  if "max_rel_gap_closed_vs_sim" in result:
-    print("max relative gap closed form vs simulated GD:", result["max_rel_gap_closed_vs_sim"])
-  print(f"wrote {json_path} and {png_path}")
+    del argv
+    config = _CONFIG.value
+    result = ufm_figures.run(config)
+    json_path, png_path = ufm_figures.save(result, config.out_dir)
+    for key, value in result["timing"].items():
+        print(f"{key}: {value:.2f}")
+    for row in result.get("growth", []):
+        print(
+            f"  {config.sweep_field}: gamma={row['gamma']:.6g} lr={row['lr']:.3g} s={row['s']:.3g} "
+            f"lambda={row['weight_decay']:.4g}  late log-growth of |Z| per step: "
+            f"measured {row['measured']:.6e}  predicted {row['predicted']:.6e}  "
+            f"rel. error {row['rel_error']:.2e}"
+        )
+    if "max_rel_gap_closed_vs_sim" in result:
+        print("max relative gap closed form vs simulated GD:", result["max_rel_gap_closed_vs_sim"])
+    print(f"wrote {json_path} and {png_path}")
 
 
 if __name__ == "__main__":
-
-  app.run(main)
+    app.run(main)

@@ -21,16 +21,24 @@ PROG = "python -m launch.evaluate"
 
 def _flags() -> flags.FlagValues:
     fv = flags.FlagValues()
-    flags.DEFINE_string("workdir", None, "work directory of python -m launch.train", required=True,
-                        flag_values=fv)
+    flags.DEFINE_string(
+        "workdir", None, "work directory of python -m launch.train", required=True, flag_values=fv
+    )
     flags.DEFINE_integer("step", None, "checkpoint step (default: latest)", flag_values=fv)
-    flags.DEFINE_multi_string("ood", [], "OOD set(s) to score against the test set (see above)",
-                              flag_values=fv)
-    flags.DEFINE_integer("batch_size", None, "eval batch size (default: the run's "
-                         "eval_batch_size)", flag_values=fv)
+    flags.DEFINE_multi_string(
+        "ood", [], "OOD set(s) to score against the test set (see above)", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "batch_size", None, "eval batch size (default: the run's eval_batch_size)", flag_values=fv
+    )
     flags.DEFINE_string("out_dir", None, "output directory (default: --workdir)", flag_values=fv)
-    flags.DEFINE_enum("ood_source", None, ["tfds", "image_folder"], "loader of the OOD sets "
-                      "(default: per set, see ul_jax.data.ood)", flag_values=fv)
+    flags.DEFINE_enum(
+        "ood_source",
+        None,
+        ["tfds", "image_folder"],
+        "loader of the OOD sets (default: per set, see ul_jax.data.ood)",
+        flag_values=fv,
+    )
     flags.DEFINE_string("ood_data_dir", None, "data directory of the OOD loader", flag_values=fv)
     flags.DEFINE_boolean("no_plots", False, "skip the PNG figures", flag_values=fv)
     return fv
@@ -41,9 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     sets = "\n".join(f"  {k:24s} {s.description}" for k, s in OOD_SETS.items())
     parse(fv, argv, PROG, f"{__doc__}\nOOD sets (--ood):\n{sets}", lists=("ood",))
     try:
-        result = evaluate_run(fv.workdir, step=fv.step, ood=fv.ood, batch_size=fv.batch_size,
-                              out_dir=fv.out_dir, ood_source=fv.ood_source,
-                              ood_data_dir=fv.ood_data_dir, plots=not fv.no_plots)
+        result = evaluate_run(
+            fv.workdir,
+            step=fv.step,
+            ood=fv.ood,
+            batch_size=fv.batch_size,
+            out_dir=fv.out_dir,
+            ood_source=fv.ood_source,
+            ood_data_dir=fv.ood_data_dir,
+            plots=not fv.no_plots,
+        )
     except (FileNotFoundError, ValueError) as e:
         error(PROG, e)
     print(format_eval(result))

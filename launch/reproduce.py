@@ -26,11 +26,16 @@ PROG = "python -m launch.reproduce"
 def _flags() -> flags.FlagValues:
     fv = flags.FlagValues()
     flags.DEFINE_string("suite", "cpu", " | ".join(SUITES), flag_values=fv)
-    flags.DEFINE_string("out", None, "directory of the runs (OUT/<run>/seed<k>)", required=True,
-                        flag_values=fv)
+    flags.DEFINE_string(
+        "out", None, "directory of the runs (OUT/<run>/seed<k>)", required=True, flag_values=fv
+    )
     flags.DEFINE_multi_string("only", None, "run only these runs", flag_values=fv)
-    flags.DEFINE_multi_integer("seeds", None, "seeds to train (default 0); tables always cover "
-                               "every seed on disk", flag_values=fv)
+    flags.DEFINE_multi_integer(
+        "seeds",
+        None,
+        "seeds to train (default 0); tables always cover every seed on disk",
+        flag_values=fv,
+    )
     flags.DEFINE_boolean("tables_only", False, "no training: tables/figures/docs", flag_values=fv)
     flags.DEFINE_string("fig_dir", None, "default: <repo>/figures/reproduction", flag_values=fv)
     flags.DEFINE_string("docs", str(runner.DOCS), "results document to update", flag_values=fv)
@@ -41,8 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     a = _flags()
     parse(a, argv, PROG, __doc__, lists=("only", "seeds"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return runner.reproduce(a.suite, a.out, seeds=a.seeds, only=a.only,
-                            tables_only=a.tables_only, fig_dir=a.fig_dir, docs=a.docs, prog=PROG)
+    return runner.reproduce(
+        a.suite,
+        a.out,
+        seeds=a.seeds,
+        only=a.only,
+        tables_only=a.tables_only,
+        fig_dir=a.fig_dir,
+        docs=a.docs,
+        prog=PROG,
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,16 @@ from __future__ import annotations
 import pytest
 
 TINY = {
-    "data.image_size": 8, "data.crop_padding": 1, "model.width_multiplier": 0.25,
-    "batch_size": 64, "eval_batch_size": 128, "num_train_steps": 12, "log_every": 2,
-    "eval_every": 6, "checkpoint_every": 4, "keep_checkpoints": 5,
+    "data.image_size": 8,
+    "data.crop_padding": 1,
+    "model.width_multiplier": 0.25,
+    "batch_size": 64,
+    "eval_batch_size": 128,
+    "num_train_steps": 12,
+    "log_every": 2,
+    "eval_every": 6,
+    "checkpoint_every": 4,
+    "keep_checkpoints": 5,
 }
 TINY_CLI_OVERRIDES = [f"--config.{k}={v}" for k, v in TINY.items()]
 

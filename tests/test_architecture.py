@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[1] / "ul_jax"
 # unit -> units it may import (the layers of docs/ARCHITECTURE.md, lowest first)
 PURE = {"losses", "prototypes", "ufm", "io"}
 ALLOWED: dict[str, set[str]] = {
-    "losses": set(), "prototypes": set(), "ufm": set(), "io": set(),
+    "losses": set(),
+    "prototypes": set(),
+    "ufm": set(),
+    "io": set(),
     "objectives": {"losses", "prototypes"},
     "models": {"prototypes"},
     "metrics": {"losses"},
@@ -27,11 +30,30 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"data", "models", "objectives", "io"},
     "train": {"config", "data", "io", "models", "objectives", "losses", "prototypes", "metrics"},
     "eval": {"train", "config", "data", "io", "metrics", "models", "objectives", "losses"},
-    "bench": {"train", "config", "data", "models", "objectives", "ufm", "ufm_figures", "losses",
-              "prototypes"},
+    "bench": {
+        "train",
+        "config",
+        "data",
+        "models",
+        "objectives",
+        "ufm",
+        "ufm_figures",
+        "losses",
+        "prototypes",
+    },
     "ufm_figures": {"ufm", "prototypes", "losses"},
-    "paper": {"train", "eval", "config", "data", "io", "metrics", "objectives", "models",
-              "losses", "prototypes"},
+    "paper": {
+        "train",
+        "eval",
+        "config",
+        "data",
+        "io",
+        "metrics",
+        "objectives",
+        "models",
+        "losses",
+        "prototypes",
+    },
     "__init__": set(),
 }
 

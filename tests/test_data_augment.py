@@ -54,12 +54,16 @@ def test_random_crop_flip_outputs_are_valid_and_cover_all_choices():
     p, n = 1, 1800
     img = (np.arange(4 * 4 * 3).reshape(4, 4, 3) + 10).astype(np.uint8)  # unique nonzero pixels
     images = np.broadcast_to(img, (n, 4, 4, 3))
-    out = np.asarray(jax.jit(augment.random_crop_flip, static_argnums=2)(jax.random.key(0), images, p))
+    out = np.asarray(
+        jax.jit(augment.random_crop_flip, static_argnums=2)(jax.random.key(0), images, p)
+    )
     cands = _all_candidates(img, p)
     keys = list(cands)
     stack = np.stack([cands[k] for k in keys])  # (18, 4, 4, 3)
     match = np.all(out[:, None] == stack[None], axis=(2, 3, 4))  # (n, 18)
-    assert np.all(match.sum(axis=1) == 1), "every output must be exactly one pad-crop-flip of the input"
+    assert np.all(match.sum(axis=1) == 1), (
+        "every output must be exactly one pad-crop-flip of the input"
+    )
     freq = match.sum(axis=0) / n
     assert np.all(freq > 0.5 / 18) and np.all(freq < 1.5 / 18), freq
     flipped = match[:, [i for i, k in enumerate(keys) if k[2]]].any(axis=1).mean()
@@ -85,7 +89,9 @@ def test_cifar_train_transform_float32_normalized():
     assert out.dtype == jnp.float32
     # same key -> same offsets/flips as random_crop_flip, then normalization
     ref = augment.random_crop_flip(augment.augment_key(0, 5), x)
-    np.testing.assert_allclose(out, (np.asarray(ref, np.float32) - mean) / std, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(
+        out, (np.asarray(ref, np.float32) - mean) / std, rtol=1e-6, atol=1e-5
+    )
     other = augment.cifar_train_transform(augment.augment_key(0, 6), x, mean, std)
     assert not np.allclose(out, other)
 
@@ -131,7 +137,9 @@ def test_random_resized_crop_box_bounds_area_ratio():
     for h, w in [(40, 60), (60, 40), (33, 33), (7, 100)]:
         for _ in range(300):
             top, left, ch, cw = transforms.random_resized_crop_box(rng, h, w)
-            assert 0 <= top and 0 <= left and top + ch <= h and left + cw <= w and ch >= 1 and cw >= 1
+            assert (
+                0 <= top and 0 <= left and top + ch <= h and left + cw <= w and ch >= 1 and cw >= 1
+            )
     rng = np.random.default_rng(1)
     fracs, ratios = [], []
     for _ in range(500):
@@ -147,9 +155,13 @@ def test_random_resized_crop_box_bounds_area_ratio():
 
 def test_random_resized_crop_box_fallback_is_center_crop():
     # aspect 2 at full area never fits a square image -> fallback: full width, height W/2, centered
-    box = transforms.random_resized_crop_box(np.random.default_rng(0), 40, 40, scale=(1.0, 1.0), ratio=(2.0, 2.0))
+    box = transforms.random_resized_crop_box(
+        np.random.default_rng(0), 40, 40, scale=(1.0, 1.0), ratio=(2.0, 2.0)
+    )
     assert box == (10, 0, 20, 40)
-    box = transforms.random_resized_crop_box(np.random.default_rng(0), 30, 40, scale=(1.0, 1.0), ratio=(1.0, 1.5))
+    box = transforms.random_resized_crop_box(
+        np.random.default_rng(0), 30, 40, scale=(1.0, 1.0), ratio=(1.0, 1.5)
+    )
     assert box == (0, 0, 30, 40)  # the whole image already has an allowed aspect
     with pytest.raises(ValueError, match="scale"):
         transforms.random_resized_crop_box(np.random.default_rng(0), 4, 4, scale=(0.5, 0.2))
@@ -159,17 +171,27 @@ def test_imagenet_train_transform():
     img = np.random.default_rng(0).integers(0, 256, (37, 51, 3), dtype=np.uint8)
     a = transforms.imagenet_train_transform(np.random.default_rng(3), img, size=16)
     assert a.shape == (16, 16, 3) and a.dtype == np.uint8
-    np.testing.assert_array_equal(a, transforms.imagenet_train_transform(np.random.default_rng(3), img, size=16))
-    assert not np.array_equal(a, transforms.imagenet_train_transform(np.random.default_rng(4), img, size=16))
+    np.testing.assert_array_equal(
+        a, transforms.imagenet_train_transform(np.random.default_rng(3), img, size=16)
+    )
+    assert not np.array_equal(
+        a, transforms.imagenet_train_transform(np.random.default_rng(4), img, size=16)
+    )
     const = np.full((37, 51, 3), 77, np.uint8)
-    assert np.all(transforms.imagenet_train_transform(np.random.default_rng(0), const, size=16) == 77)
+    assert np.all(
+        transforms.imagenet_train_transform(np.random.default_rng(0), const, size=16) == 77
+    )
     # the crop + flip: with scale=(1,1) and ratio = the image's aspect the crop is the whole image
-    full = transforms.random_resized_crop_box(np.random.default_rng(0), 20, 30, scale=(1, 1), ratio=(1.5, 1.5))
+    full = transforms.random_resized_crop_box(
+        np.random.default_rng(0), 20, 30, scale=(1, 1), ratio=(1.5, 1.5)
+    )
     assert full == (0, 0, 20, 30)
     img2 = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     flips = []
     for s in range(40):
-        out = transforms.imagenet_train_transform(np.random.default_rng(s), img2, size=20, scale=(1, 1), ratio=(1.5, 1.5))
+        out = transforms.imagenet_train_transform(
+            np.random.default_rng(s), img2, size=20, scale=(1, 1), ratio=(1.5, 1.5)
+        )
         resized = transforms.resize(img2, (20, 20))
         assert np.array_equal(out, resized) or np.array_equal(out, resized[:, ::-1])
         flips.append(np.array_equal(out, resized[:, ::-1]))
@@ -182,7 +204,9 @@ def test_resize_shorter_side_and_center_crop():
     img = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     np.testing.assert_array_equal(transforms.center_crop(img, 12), img[2:14, 6:18])
     # shorter side already 16: eval = exact center crop
-    np.testing.assert_array_equal(transforms.imagenet_eval_transform(img, size=12, resize_size=16), img[2:14, 6:18])
+    np.testing.assert_array_equal(
+        transforms.imagenet_eval_transform(img, size=12, resize_size=16), img[2:14, 6:18]
+    )
     out = transforms.imagenet_eval_transform(np.zeros((300, 500, 3), np.uint8))
     assert out.shape == (224, 224, 3) and out.dtype == np.uint8
     with pytest.raises(ValueError, match="crop size 20"):

@@ -32,7 +32,13 @@ def cifar(tmp_path_factory):
         train = data.load_dataset("cifar10", "train", source="image_folder")
         test = data.load_dataset("cifar10", "test", source="image_folder")
         decode_s = time.perf_counter() - t0
-    return {"archive": archive, "cache_dir": cache_dir, "train": train, "test": test, "decode_s": decode_s}
+    return {
+        "archive": archive,
+        "cache_dir": cache_dir,
+        "train": train,
+        "test": test,
+        "decode_s": decode_s,
+    }
 
 
 def test_counts_shapes_classes(cifar):
@@ -71,7 +77,9 @@ def test_second_load_hits_cache(cifar, monkeypatch):
 def test_long_tailed_cifar10(cifar):
     lt = data.make_long_tailed(cifar["train"], 100, "exp", seed=0)
     assert len(lt) == 12_406
-    np.testing.assert_array_equal(lt.class_counts(), [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50])
+    np.testing.assert_array_equal(
+        lt.class_counts(), [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    )
     for ratio, total in [(50, 13_996), (10, 20_431)]:
         assert len(data.long_tailed_indices(cifar["train"].labels, 10, ratio)) == total
     again = data.make_long_tailed(cifar["train"], 100, "exp", seed=0)
@@ -97,10 +105,15 @@ def test_train_pipeline_on_cifar(cifar):
     mean, std = data.channel_stats(train.images)
     layout = data.batch_layout(128)
     step_fn = jax.jit(lambda k, x: data.cifar_train_transform(k, x, mean, std))
-    batches = data.train_batches(train.images, train.labels, layout, seed=0, start_step=390, num_steps=2)
+    batches = data.train_batches(
+        train.images, train.labels, layout, seed=0, start_step=390, num_steps=2
+    )
     for step, batch in enumerate(data.prefetch_to_device(batches), start=390):
         x = step_fn(data.augment_key(0, step), batch["image"])
         assert x.shape == (128, 32, 32, 3) and x.dtype == np.float32
         assert abs(float(x.mean())) < 0.3 and 0.7 < float(x.std()) < 1.2
-    n_eval = sum(int(b["mask"].sum()) for b in data.eval_batches(cifar["test"].images, cifar["test"].labels, layout))
+    n_eval = sum(
+        int(b["mask"].sum())
+        for b in data.eval_batches(cifar["test"].images, cifar["test"].labels, layout)
+    )
     assert n_eval == 10_000

@@ -8,8 +8,14 @@ from ul_jax.data import ArrayDataset, long_tailed_counts, long_tailed_indices, m
 
 @pytest.mark.parametrize(
     "n_max, num_classes, ratio, total",
-    [(5000, 10, 100, 12406), (5000, 10, 50, 13996), (5000, 10, 10, 20431), (500, 100, 100, 10847),
-     (500, 100, 50, 12608), (500, 100, 10, 19573)],
+    [
+        (5000, 10, 100, 12406),
+        (5000, 10, 50, 13996),
+        (5000, 10, 10, 20431),
+        (500, 100, 100, 10847),
+        (500, 100, 50, 12608),
+        (500, 100, 10, 19573),
+    ],
 )
 def test_exp_totals_match_ldam_drw(n_max, num_classes, ratio, total):
     counts = long_tailed_counts(n_max, num_classes, ratio, "exp")
@@ -42,7 +48,9 @@ def test_ratio_one_is_balanced():
 @pytest.mark.parametrize("kind, first_empty", [("exp", 8), ("step", 5)])
 def test_zero_class_raises(kind, first_empty):
     # 50·0.01^(8/9) = 0.83 -> 0 (exp); 50·0.01 = 0.5 -> 0 for the tail half (step)
-    with pytest.raises(ValueError, match=rf"imbalance_ratio=100 .*class {first_empty} .*0 examples"):
+    with pytest.raises(
+        ValueError, match=rf"imbalance_ratio=100 .*class {first_empty} .*0 examples"
+    ):
         long_tailed_counts(50, 10, 100, kind)
 
 
@@ -70,7 +78,9 @@ def test_indices_exact_counts_and_subset():
     labels = _balanced_labels()
     idx = long_tailed_indices(labels, 10, 10, "exp", seed=3)
     assert np.all(np.diff(idx) > 0)  # sorted, unique
-    np.testing.assert_array_equal(np.bincount(labels[idx], minlength=10), long_tailed_counts(100, 10, 10))
+    np.testing.assert_array_equal(
+        np.bincount(labels[idx], minlength=10), long_tailed_counts(100, 10, 10)
+    )
 
 
 def test_indices_reproducible_and_seed_dependent():

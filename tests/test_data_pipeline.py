@@ -26,7 +26,9 @@ def test_layout_sizes_and_slices():
 
 @pytest.mark.parametrize("b, pc, ld", [(10, 4, 1), (12, 2, 4), (0, 1, 1), (7, 1, 2)])
 def test_layout_not_divisible_names_batch_and_devices(b, pc, ld):
-    with pytest.raises(ValueError, match=rf"global_batch_size={b} .*= {pc} × {ld} = {pc * ld} devices"):
+    with pytest.raises(
+        ValueError, match=rf"global_batch_size={b} .*= {pc} × {ld} = {pc * ld} devices"
+    ):
         batch_layout(b, process_count=pc, process_index=0, local_device_count=ld)
 
 
@@ -76,16 +78,22 @@ def test_resumed_image_batches_and_hosts_partition_the_global_batch():
     per_host = []
     for h in range(hosts):
         lay = batch_layout(b, process_count=hosts, process_index=h, local_device_count=2)
-        per_host.append(list(pipeline.train_batches(images, labels, lay, seed=0, start_step=13, num_steps=7)))
+        per_host.append(
+            list(pipeline.train_batches(images, labels, lay, seed=0, start_step=13, num_steps=7))
+        )
     for i, step in enumerate(range(13, 20)):
         got = np.concatenate([per_host[h][i]["image"][:, 0, 0, 0] for h in range(hosts)])
         np.testing.assert_array_equal(got, glob[step])
-        np.testing.assert_array_equal(np.concatenate([per_host[h][i]["label"] for h in range(hosts)]), labels[glob[step]])
+        np.testing.assert_array_equal(
+            np.concatenate([per_host[h][i]["label"] for h in range(hosts)]), labels[glob[step]]
+        )
 
 
 @pytest.mark.parametrize("n, b, hosts", [(103, 8, 2), (96, 8, 2), (5, 8, 1), (17, 12, 3)])
 def test_eval_visits_every_example_once(n, b, hosts):
-    images = (np.arange(n) % 250 + 1).astype(np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    images = (np.arange(n) % 250 + 1).astype(np.uint8)[:, None, None, None] * np.ones(
+        (1, 2, 2, 3), np.uint8
+    )
     labels = (np.arange(n) % 4).astype(np.int32)
     seen, mask_sum, counts = [], 0, []
     for h in range(hosts):
@@ -107,7 +115,10 @@ def test_eval_visits_every_example_once(n, b, hosts):
 def test_to_global_array_single_device_and_prefetch():
     mesh = pipeline.data_mesh()
     assert mesh.axis_names == ("data",)
-    host = {"image": np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3), "label": np.arange(4, dtype=np.int32)}
+    host = {
+        "image": np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3),
+        "label": np.arange(4, dtype=np.int32),
+    }
     g = pipeline.to_global_array(host, mesh)
     assert isinstance(g["image"], jax.Array) and g["image"].shape == (4, 2, 2, 3)
     assert g["image"].sharding.spec == jax.sharding.PartitionSpec("data")
@@ -151,11 +162,19 @@ _MULTI_DEVICE_SCRIPT = textwrap.dedent(
 
 
 def test_four_forced_cpu_devices_subprocess():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=240)
+    env = dict(
+        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    out = json.loads(line[len("RESULT"):])
+    out = json.loads(line[len("RESULT") :])
     assert out["devices"] == 4
     assert out["layout"] == [8, 2]
     assert "global_batch_size=6" in out["layout_error"] and "4 devices" in out["layout_error"]

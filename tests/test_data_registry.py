@@ -24,8 +24,13 @@ def test_table_is_consistent():
 
 
 def test_lookups():
-    assert registry.NUM_CLASSES == {"cifar10": 10, "cifar100": 100, "digits": 10,
-                                    "cifar10_split_id": 6, "imagenet100": 100}
+    assert registry.NUM_CLASSES == {
+        "cifar10": 10,
+        "cifar100": 100,
+        "digits": 10,
+        "cifar10_split_id": 6,
+        "imagenet100": 100,
+    }
     assert registry.TRAIN_DATASETS == tuple(registry.NUM_CLASSES)
     assert data.NUM_CLASSES is registry.NUM_CLASSES
     assert registry.num_classes("svhn_cropped") == 10
@@ -55,8 +60,11 @@ def test_load_dataset_refuses_what_the_registry_does_not_allow():
         data.load_dataset("cifar10", "train", source="digits")
     with pytest.raises(ValueError, match="is streamed, it does not fit in memory"):
         data.load_dataset("imagenet100", "train", source="tfds")
-    with pytest.raises(ValueError, match=r"digits_far_ood is an evaluation set: split must be one "
-                                         r"of \('test', 'all'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"digits_far_ood is an evaluation set: split must be one "
+        r"of \('test', 'all'\)",
+    ):
         data.load_dataset("digits_far_ood", "train", source="digits")
     # registry image sizes are the loader defaults
     assert data.load_dataset("digits", "test", source="digits").images.shape[1] == 16

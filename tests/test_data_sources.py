@@ -69,7 +69,11 @@ def toy(tmp_path):
 
 
 def _expected(files, split):
-    rows = sorted((rel.split("/")[1], rel, arr) for rel, (_, arr) in files.items() if arr is not None and rel.startswith(split + "/"))
+    rows = sorted(
+        (rel.split("/")[1], rel, arr)
+        for rel, (_, arr) in files.items()
+        if arr is not None and rel.startswith(split + "/")
+    )
     names = ("cat", "dog", "emu")
     return np.stack([r[2] for r in rows]), np.array([names.index(r[0]) for r in rows], np.int32)
 
@@ -165,7 +169,10 @@ def test_undecodable_image_is_named(tmp_path, cache_env):
     files = _toy_files()
     files["train/dog/broken.png"] = (b"\x89PNG\r\n\x1a\n garbage", None)
     tar = _write_tar(tmp_path / "bad.tar.gz", files)
-    with pytest.raises(ValueError, match=r"cannot decode image 'toy/train/dog/broken\.png' in archive .*bad\.tar\.gz"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot decode image 'toy/train/dog/broken\.png' in archive .*bad\.tar\.gz",
+    ):
         data.load_image_folder(tar, "train")
     data.load_image_folder(tar, "test")  # the broken file is not in the test split
     folder = _write_dir(tmp_path / "baddir", files)
@@ -200,11 +207,18 @@ def test_load_dataset_image_folder_resolution(tmp_path, cache_env, monkeypatch):
     _write_tar(tmp_path / "toy.tar.gz", _toy_files())
     monkeypatch.setenv(_cache.ENV_DATA_DIR, str(tmp_path))
     ds = data.load_dataset("toy", "train", source="image_folder")
-    assert isinstance(ds, ArrayDataset) and len(ds) == 7 and ds.num_classes == 3 and ds.name == "toy"
+    assert (
+        isinstance(ds, ArrayDataset) and len(ds) == 7 and ds.num_classes == 3 and ds.name == "toy"
+    )
     assert data.resolve_image_folder("toy") == tmp_path / "toy.tar.gz"
-    with pytest.raises(FileNotFoundError, match=r"no image folder for dataset 'cifar100'.*cifar100\.tar\.gz.*source='tfds'"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"no image folder for dataset 'cifar100'.*cifar100\.tar\.gz.*source='tfds'",
+    ):
         data.load_dataset("cifar100", "train", source="image_folder")
-    lt = data.load_dataset("toy", "train", source="image_folder", imbalance_ratio=2, imbalance_kind="step")
+    lt = data.load_dataset(
+        "toy", "train", source="image_folder", imbalance_ratio=2, imbalance_kind="step"
+    )
     np.testing.assert_array_equal(lt.class_counts(), [2, 1, 1])  # n_max = smallest class = 2
     test = data.load_dataset("toy", "test", source="image_folder", imbalance_ratio=2)
     assert len(test) == 3  # the test split stays as it is
@@ -237,14 +251,19 @@ def test_digits_split_and_images():
     from ul_jax.data.digits import digits_arrays, digits_split_indices
 
     _, labels = digits_arrays(8)
-    a, b = digits_split_indices(labels, "train", seed=0), digits_split_indices(labels, "test", seed=0)
+    a, b = (
+        digits_split_indices(labels, "train", seed=0),
+        digits_split_indices(labels, "test", seed=0),
+    )
     assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 1797
     np.testing.assert_array_equal(a, digits_split_indices(labels, "train", seed=0))
     assert not np.array_equal(a, digits_split_indices(labels, "train", seed=1))
     from sklearn.datasets import load_digits as sk
 
     raw = sk()
-    np.testing.assert_array_equal(digits_arrays(8)[0][..., 0], np.rint(raw.images * 255 / 16).astype(np.uint8))
+    np.testing.assert_array_equal(
+        digits_arrays(8)[0][..., 0], np.rint(raw.images * 255 / 16).astype(np.uint8)
+    )
 
 
 def test_digits_far_ood():
@@ -261,7 +280,9 @@ def test_digits_far_ood():
 tfds = pytest.importorskip("tensorflow_datasets")
 
 
-@pytest.mark.parametrize("name, num_classes", [("cifar10", 10), ("cifar100", 100), ("svhn_cropped", 10)])
+@pytest.mark.parametrize(
+    "name, num_classes", [("cifar10", 10), ("cifar100", 100), ("svhn_cropped", 10)]
+)
 def test_tfds_data_source_mock(name, num_classes, cache_env):
     with tfds.testing.mock_data(num_examples=12):
         ds = data.load_tfds(name, "train", cache=False)
@@ -289,11 +310,17 @@ def test_tfds_cache_and_load_dataset(cache_env, monkeypatch):
 
 
 def test_tfds_not_prepared_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"tfds dataset 'cifar100' \(split 'train'\) is not prepared in .*tfds build cifar100"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"tfds dataset 'cifar100' \(split 'train'\) is not prepared in .*tfds build cifar100",
+    ):
         data.load_tfds("cifar100", "train", data_dir=tmp_path / "tfds")
     with pytest.raises(ValueError, match="does not fit in memory"):
         data.load_tfds("imagenet2012", "train")
-    with pytest.raises(FileNotFoundError, match=r"'imagenet2012' \(split 'validation'\) is not prepared.*downloads/manual"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"'imagenet2012' \(split 'validation'\) is not prepared.*downloads/manual",
+    ):
         data.make_imagenet100_loader("validation", train=False, data_dir=tmp_path / "tfds")
 
 
@@ -337,19 +364,27 @@ def test_imagenet100_index(fake_imagenet, tmp_path, monkeypatch):
     assert isinstance(item["image"], bytes) and item["label"] == 150
     idx = imagenet.imagenet100_indices(source, cache_key="fake", cache_dir=tmp_path)
     np.testing.assert_array_equal(idx, np.flatnonzero(labels < 100))
-    monkeypatch.setattr(imagenet, "scan_labels", lambda s: (_ for _ in ()).throw(AssertionError("rescanned")))
-    np.testing.assert_array_equal(imagenet.imagenet100_indices(source, cache_key="fake", cache_dir=tmp_path), idx)
+    monkeypatch.setattr(
+        imagenet, "scan_labels", lambda s: (_ for _ in ()).throw(AssertionError("rescanned"))
+    )
+    np.testing.assert_array_equal(
+        imagenet.imagenet100_indices(source, cache_key="fake", cache_dir=tmp_path), idx
+    )
 
 
 def test_imagenet_loader_train_resume_and_eval(fake_imagenet):
     source, labels, arrays = fake_imagenet
     idx = imagenet.class_subset_indices(labels)
     lay = pipeline.batch_layout(4, process_count=1, process_index=0, local_device_count=1)
-    loader = imagenet.ImageNetLoader(source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=3)
+    loader = imagenet.ImageNetLoader(
+        source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=3
+    )
     full = list(loader.train_batches(lay, num_steps=6))
     assert all(b["image"].shape == (4, 12, 12, 3) and b["image"].dtype == np.uint8 for b in full)
     assert all(np.all(b["label"] < 100) for b in full)
-    one_thread = imagenet.ImageNetLoader(source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=1, prefetch=1)
+    one_thread = imagenet.ImageNetLoader(
+        source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=1, prefetch=1
+    )
     resumed = list(one_thread.train_batches(lay, start_step=4, num_steps=2))
     for a, b in zip(full[4:], resumed):
         np.testing.assert_array_equal(a["image"], b["image"])
@@ -357,17 +392,23 @@ def test_imagenet_loader_train_resume_and_eval(fake_imagenet):
     # the example at step 0, slot 0 is the transform of its image with rng [seed, epoch, index]
     pos = next(pipeline.train_index_batches(len(idx), lay, seed=3))[0]
     src = idx[pos]
-    exp = transforms.imagenet_train_transform(np.random.default_rng([3, 0, int(src)]), arrays[src], size=12)
+    exp = transforms.imagenet_train_transform(
+        np.random.default_rng([3, 0, int(src)]), arrays[src], size=12
+    )
     np.testing.assert_array_equal(full[0]["image"][0], exp)
 
-    ev = imagenet.ImageNetLoader(source, idx, train=False, image_size=12, resize_size=14, num_threads=2)
+    ev = imagenet.ImageNetLoader(
+        source, idx, train=False, image_size=12, resize_size=14, num_threads=2
+    )
     seen, total = [], 0
     for b in ev.eval_batches(lay):
         total += int(b["mask"].sum())
         for j in np.flatnonzero(b["mask"]):
             src = idx[b["index"][j]]
             seen.append(int(b["index"][j]))
-            np.testing.assert_array_equal(b["image"][j], transforms.imagenet_eval_transform(arrays[src], 12, 14))
+            np.testing.assert_array_equal(
+                b["image"][j], transforms.imagenet_eval_transform(arrays[src], 12, 14)
+            )
             assert b["label"][j] == labels[src]
     assert total == len(idx) == 10 and sorted(seen) == list(range(10))
 

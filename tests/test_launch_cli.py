@@ -22,17 +22,52 @@ def _fv():
 def test_expand_lists():
     argv = ["--ood", "a", "b", "--workdir", "w", "--seeds", "0", "1", "--ood", "c"]
     assert _flags.expand_lists(argv, ("ood", "seeds")) == [
-        "--ood", "a", "--ood", "b", "--workdir", "w", "--seeds", "0", "--seeds", "1", "--ood", "c"]
+        "--ood",
+        "a",
+        "--ood",
+        "b",
+        "--workdir",
+        "w",
+        "--seeds",
+        "0",
+        "--seeds",
+        "1",
+        "--ood",
+        "c",
+    ]
     # --NAME=value takes one value; "--" ends the flags; other flags are left alone
     assert _flags.expand_lists(["--ood=a", "x", "--", "--ood", "b", "c"], ("ood",)) == [
-        "--ood=a", "x", "--", "--ood", "b", "c"]
+        "--ood=a",
+        "x",
+        "--",
+        "--ood",
+        "b",
+        "c",
+    ]
     assert _flags.expand_lists(["--workdir", "w", "x"], ("ood",)) == ["--workdir", "w", "x"]
 
 
 def test_parse_lists_positionals_and_errors(capsys):
     fv = _fv()
-    assert _flags.parse(fv, ["--ood", "cifar10", "uniform_noise", "--workdir", "w", "--seeds",
-                             "0", "1", "--markdown"], "prog", lists=("ood", "seeds")) == []
+    assert (
+        _flags.parse(
+            fv,
+            [
+                "--ood",
+                "cifar10",
+                "uniform_noise",
+                "--workdir",
+                "w",
+                "--seeds",
+                "0",
+                "1",
+                "--markdown",
+            ],
+            "prog",
+            lists=("ood", "seeds"),
+        )
+        == []
+    )
     assert fv.ood == ["cifar10", "uniform_noise"] and fv.seeds == [0, 1] and fv.markdown
     assert fv.workdir == "w"
     fv = _fv()
@@ -62,20 +97,50 @@ def test_bench_cli_builds_the_training_config(monkeypatch, capsys, tmp_path):
     variant (PAL/FNPAL: no bias, no final ReLU; linear heads keep both); usage errors exit 2."""
     calls = []
     monkeypatch.setattr(bench.bench, "run", lambda suite, **kw: calls.append((suite, kw)))
-    for variant, head, relu in [("ul_pal", "pal", False), ("ul_fnpal", "fnpal", False),
-                                ("ce", "linear", True)]:
-        assert bench.main(["train", "--model", "resnet8", "--batch", "16", "--dtype",
-                           "bfloat16", "--variant", variant, "--json", "x.json"]) == 0
+    for variant, head, relu in [
+        ("ul_pal", "pal", False),
+        ("ul_fnpal", "fnpal", False),
+        ("ce", "linear", True),
+    ]:
+        assert (
+            bench.main(
+                [
+                    "train",
+                    "--model",
+                    "resnet8",
+                    "--batch",
+                    "16",
+                    "--dtype",
+                    "bfloat16",
+                    "--variant",
+                    variant,
+                    "--json",
+                    "x.json",
+                ]
+            )
+            == 0
+        )
         suite, kw = calls.pop()
         c = kw["config"]
         assert suite == "train" and kw["steps"] == 5 and kw["json_path"] == "x.json"
         assert (c.model.arch, c.model.dtype, c.batch_size) == ("resnet8", "bfloat16", 16)
         assert c.variant == variant and c.head.kind == head
         assert c.model.final_relu is relu and c.head.bias is relu
-    assert bench.main(["data", "--source", "synthetic", "--batch-size", "32", "--data-dir",
-                       "d"]) == 0
-    assert calls.pop() == ("data", {"source": "synthetic", "data_dir": "d", "batch_size": 32,
-                                    "steps": 200, "warmup": 20, "seed": 0, "json_path": None})
+    assert (
+        bench.main(["data", "--source", "synthetic", "--batch-size", "32", "--data-dir", "d"]) == 0
+    )
+    assert calls.pop() == (
+        "data",
+        {
+            "source": "synthetic",
+            "data_dir": "d",
+            "batch_size": 32,
+            "steps": 200,
+            "warmup": 20,
+            "seed": 0,
+            "json_path": None,
+        },
+    )
     assert bench.main([]) == 2 and bench.main(["nope"]) == 2
     assert "usage: python -m launch.bench {ufm|train|data}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:

@@ -84,8 +84,12 @@ class LossDefinitionTest(chex.TestCase, parameterized.TestCase):
     def test_batch_axes_are_preserved(self):
         z, y = _data(4, batch=12)
         z3, y3 = z.reshape(3, 4, 7), y.reshape(3, 4)
-        for fn in (losses.unhinged_loss, losses.cross_entropy_loss, losses.mse_loss,
-                   losses.multiclass_hinge_loss):
+        for fn in (
+            losses.unhinged_loss,
+            losses.cross_entropy_loss,
+            losses.mse_loss,
+            losses.multiclass_hinge_loss,
+        ):
             got = self.variant(fn)(z3, y3)
             chex.assert_shape(got, (3, 4))
             np.testing.assert_allclose(got.reshape(-1), fn(z, y), rtol=1e-6)
@@ -122,9 +126,10 @@ def test_unhinged_bias_gradient_is_class_frequency_drift():
         # linear in b: a step along −grad lowers the loss by exactly t·‖grad‖²
         t = 100.0
         drop = mean_loss(jnp.zeros(c)) - mean_loss(-t * grad)
-        np.testing.assert_allclose(drop, t * float(jnp.sum(grad ** 2)), rtol=1e-4)
-    balanced = jax.grad(lambda b: losses.unhinged_loss(h[:50] @ w + b, np.arange(50) % c,
-                                                       1 / (c - 1)).mean())(jnp.zeros(c))
+        np.testing.assert_allclose(drop, t * float(jnp.sum(grad**2)), rtol=1e-4)
+    balanced = jax.grad(
+        lambda b: losses.unhinged_loss(h[:50] @ w + b, np.arange(50) % c, 1 / (c - 1)).mean()
+    )(jnp.zeros(c))
     np.testing.assert_allclose(balanced, 0.0, atol=1e-7)
 
 
@@ -189,9 +194,11 @@ def test_adjusted_loss_delta_reaches_threshold_cosine():
     v = wy + delta
     np.testing.assert_allclose(_unit(v) @ hn, -1 + eps, atol=1e-12)
     g = jax.grad(lambda hh: losses.adjusted_unhinged_loss(hh, w, jnp.int32(y), gamma, eps))(
-        jnp.asarray(h, jnp.float32))
+        jnp.asarray(h, jnp.float32)
+    )
     expected = jax.grad(lambda hh: -(1 + gamma) * jnp.dot(jnp.asarray(v, jnp.float32), _jnorm(hh)))(
-        jnp.asarray(h, jnp.float32))
+        jnp.asarray(h, jnp.float32)
+    )
     np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-6)
 
 
@@ -234,8 +241,14 @@ def test_validate_labels():
 # bad input
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "fn", [losses.unhinged_loss, losses.cross_entropy_loss, losses.mse_loss,
-           losses.multiclass_hinge_loss])
+    "fn",
+    [
+        losses.unhinged_loss,
+        losses.cross_entropy_loss,
+        losses.mse_loss,
+        losses.multiclass_hinge_loss,
+    ],
+)
 def test_bad_shapes_raise(fn):
     with pytest.raises(ValueError, match="logits.shape"):
         fn(jnp.float32(1.0), jnp.int32(0))  # no class axis
@@ -255,8 +268,9 @@ def test_negative_gamma_raises():
     with pytest.raises(ValueError, match=r"gamma=-1"):
         losses.adjusted_unhinged_loss(jnp.ones((2, 3)), jnp.eye(3), jnp.zeros((2,), jnp.int32), -1)
     with pytest.raises(ValueError, match="epsilon=1.5"):
-        losses.adjusted_unhinged_loss(jnp.ones((2, 3)), jnp.eye(3), jnp.zeros((2,), jnp.int32),
-                                      epsilon=1.5)
+        losses.adjusted_unhinged_loss(
+            jnp.ones((2, 3)), jnp.eye(3), jnp.zeros((2,), jnp.int32), epsilon=1.5
+        )
     with pytest.raises(ValueError, match="margin=-1"):
         losses.multiclass_hinge_loss(jnp.zeros((2, 3)), jnp.zeros((2,), jnp.int32), -1)
 

@@ -99,8 +99,12 @@ def test_jax_bin_index_equals_float64_digitize():
     edges = np.linspace(0, 1, 16)
     e32 = edges.astype(np.float32)
     cand = np.concatenate(
-        [e32, np.nextafter(e32, np.float32(0)), np.nextafter(e32, np.float32(2)),
-         np.random.default_rng(0).uniform(size=500).astype(np.float32)]
+        [
+            e32,
+            np.nextafter(e32, np.float32(0)),
+            np.nextafter(e32, np.float32(2)),
+            np.random.default_rng(0).uniform(size=500).astype(np.float32),
+        ]
     )
     cand = cand[(cand > 0) & (cand <= 1)]
     want = np.digitize(cand.astype(np.float64), edges, right=True) - 1

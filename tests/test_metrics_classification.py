@@ -93,10 +93,16 @@ def test_mislas_index_ranges():
         (lambda z, y: metrics.topk_accuracy(z, y[:-1]), "labels.shape"),
         (lambda z, y: metrics.topk_accuracy(z, y + 10), "out of range"),
         (lambda z, y: metrics.topk_accuracy(z[:, 0], y), "logits must be 2-D"),
-        (lambda z, y: metrics.topk_accuracy(np.where(z > 2, np.nan, z), y), "logits must be finite"),
+        (
+            lambda z, y: metrics.topk_accuracy(np.where(z > 2, np.nan, z), y),
+            "logits must be finite",
+        ),
         (lambda z, y: metrics.topk_accuracy(z, y, k=11), "k must be <="),
         (lambda z, y: metrics.topk_accuracy(z, y.astype(float) + 0.5), "labels must be integers"),
-        (lambda z, y: metrics.shot_group_accuracy(np.ones(10), np.ones(9)), "train_class_counts.shape"),
+        (
+            lambda z, y: metrics.shot_group_accuracy(np.ones(10), np.ones(9)),
+            "train_class_counts.shape",
+        ),
         (lambda z, y: metrics.index_range_group_accuracy(np.ones(7)), "no default MiSLAS"),
         (lambda z, y: metrics.index_range_group_accuracy(np.ones(10), {"x": (5, 11)}), "range 'x'"),
     ],

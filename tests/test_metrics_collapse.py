@@ -15,7 +15,9 @@ from ul_jax.prototypes import simplex_etf
 def _collapsed(num_classes=10, dim=32, per_class=20, scale=3.0, noise=1e-7, seed=0):
     w = np.asarray(simplex_etf(jax.random.PRNGKey(seed), num_classes, dim), np.float64)
     rng = np.random.default_rng(seed)
-    h = scale * np.repeat(w.T, per_class, axis=0) + noise * rng.normal(size=(num_classes * per_class, dim))
+    h = scale * np.repeat(w.T, per_class, axis=0) + noise * rng.normal(
+        size=(num_classes * per_class, dim)
+    )
     return h, np.repeat(np.arange(num_classes), per_class), w
 
 
@@ -29,7 +31,7 @@ def _reference(h, y, w, b):
     sb = m @ m.T / c
     vec, val, _ = svds(sb, k=c - 1)
     nc1 = np.trace(sw @ (vec @ np.diag(1 / val) @ vec.T)) / c
-    cos = lambda v: (v / np.linalg.norm(v, axis=0)).T @ (v / np.linalg.norm(v, axis=0))  # noqa: E731
+    cos = lambda v: (v / np.linalg.norm(v, axis=0)).T @ (v / np.linalg.norm(v, axis=0))
     off = ~np.eye(c, dtype=bool)
     g = m.T @ m
     etf = np.linalg.norm(g / np.linalg.norm(g) - (np.eye(c) - 1 / c) / math.sqrt(c - 1))
@@ -59,7 +61,9 @@ def test_exact_collapse():
     assert got["ncc_agreement"] == 1.0
     assert got["equinorm_means"] < 1e-6 and got["equiangular_means"] < 1e-6
     assert got["prototype_norm_ratio"] == pytest.approx(1.0, abs=1e-6)
-    assert got["min_prototype_angle_deg"] == pytest.approx(math.degrees(math.acos(-1 / 9)), abs=1e-4)
+    assert got["min_prototype_angle_deg"] == pytest.approx(
+        math.degrees(math.acos(-1 / 9)), abs=1e-4
+    )
     assert got["mean_feature_norm"] == pytest.approx(3.0, abs=1e-5)
     assert got["num_examples"] == 200
 
@@ -101,7 +105,9 @@ def test_hand_two_classes_one_dim():
     assert got["within_class_variation"] == pytest.approx(0.25)
     assert got["etf_distance"] == pytest.approx(0.0, abs=1e-12)
     assert got["equinorm_prototypes"] == pytest.approx(math.sqrt(0.5) / 1.5)
-    want_dual = (-2 / math.sqrt(5) + 1 / math.sqrt(2)) ** 2 + (1 / math.sqrt(5) - 1 / math.sqrt(2)) ** 2
+    want_dual = (-2 / math.sqrt(5) + 1 / math.sqrt(2)) ** 2 + (
+        1 / math.sqrt(5) - 1 / math.sqrt(2)
+    ) ** 2
     assert got["self_duality"] == pytest.approx(want_dual)
     assert got["ncc_agreement"] == 1.0
     # bias b = (0, −2) flips the classifier at h = 0.5 (logits −1 vs −1.5) but not the NCC: 3/4
@@ -133,7 +139,7 @@ def test_nc1_nonnegative_near_collapse_float32():
     w = np.asarray(simplex_etf(jax.random.PRNGKey(1), c, p), np.float64)
     y = np.repeat(np.arange(c), n_per)
     rng = np.random.default_rng(0)
-    h = (10 * np.repeat(w.T, n_per, axis=0) + 1e-5 * rng.normal(size=(c * n_per, p)) + 30.0)
+    h = 10 * np.repeat(w.T, n_per, axis=0) + 1e-5 * rng.normal(size=(c * n_per, p)) + 30.0
     h = h.astype(np.float32)
     mu = np.stack([h[y == k].mean(0) for k in range(c)]).astype(np.float32)
     sw_naive = (h.T @ h) / np.float32(len(y)) - sum(

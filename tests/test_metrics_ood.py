@@ -138,7 +138,11 @@ def test_energy_separates_confident_from_flat_logits():
 
 
 def test_recall_level_key():
-    assert set(metrics.ood_metrics([1.0, 2.0], [0.0], recall_level=0.9)) == {"fpr90", "auroc", "aupr"}
+    assert set(metrics.ood_metrics([1.0, 2.0], [0.0], recall_level=0.9)) == {
+        "fpr90",
+        "auroc",
+        "aupr",
+    }
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def _assert_png(path, min_bytes=5_000):
     assert arr.std() > 5  # not a blank canvas
 
 
-def test_reliability_diagram(tmp_path):
+def test_train_reliability_diagram(tmp_path):
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(5000, 10)) * 3
     probs = np.exp(logits - logits.max(1, keepdims=True))
@@ -36,8 +36,12 @@ def test_score_histograms(tmp_path):
     rng = np.random.default_rng(1)
     s_in = {"energy": rng.normal(8, 1, 2000), "feature_norm": rng.gamma(9, 1, 2000)}
     s_out = {"energy": rng.normal(5, 1.5, 1500), "feature_norm": rng.gamma(4, 1, 1500)}
-    _assert_png(metrics.plot_score_histogram(s_in["energy"], s_out["energy"], tmp_path / "energy.png"))
-    _assert_png(metrics.plot_ood_histograms(s_in, s_out, tmp_path / "fig3.png", title="CIFAR-10 vs SVHN"))
+    _assert_png(
+        metrics.plot_score_histogram(s_in["energy"], s_out["energy"], tmp_path / "energy.png")
+    )
+    _assert_png(
+        metrics.plot_ood_histograms(s_in, s_out, tmp_path / "fig3.png", title="CIFAR-10 vs SVHN")
+    )
 
 
 def test_plot_bad_inputs(tmp_path):
@@ -46,4 +50,6 @@ def test_plot_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="ood_scores is empty"):
         metrics.plot_score_histogram([1.0, 2.0], [], tmp_path / "x.png")
     with pytest.raises(ValueError, match="score 'msp' missing"):
-        metrics.plot_ood_histograms({"energy": [1.0]}, {"energy": [0.0]}, tmp_path / "x.png", names=("msp",))
+        metrics.plot_ood_histograms(
+            {"energy": [1.0]}, {"energy": [0.0]}, tmp_path / "x.png", names=("msp",)
+        )

@@ -11,15 +11,19 @@ from ul_jax.models import build_model, count_params, feature_dim
 from ul_jax.prototypes import is_simplex_etf
 
 
-@pytest.mark.parametrize("arch,stem,num_classes,size,expected", [
-    ("resnet18", "cifar", 10, 32, 11_173_962),     # torchvision-style CIFAR ResNet-18: 11.17 M
-    ("resnet50", "imagenet", 1000, 224, 25_557_032),  # torchvision resnet50: 25,557,032
-    ("resnet20", "cifar", 10, 32, 272_474),         # He et al. ResNet-20: 0.27 M
-])
+@pytest.mark.parametrize(
+    "arch,stem,num_classes,size,expected",
+    [
+        ("resnet18", "cifar", 10, 32, 11_173_962),  # torchvision-style CIFAR ResNet-18: 11.17 M
+        ("resnet50", "imagenet", 1000, 224, 25_557_032),  # torchvision resnet50: 25,557,032
+        ("resnet20", "cifar", 10, 32, 272_474),  # He et al. ResNet-20: 0.27 M
+    ],
+)
 def test_parameter_counts(arch, stem, num_classes, size, expected):
     model = build_model(arch, num_classes, stem=stem)
     variables = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False))
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
+    )
     assert count_params(variables["params"]) == expected
 
 
@@ -43,7 +47,8 @@ def test_final_relu_toggle():
     _, v_relu, x = _tiny("pal", final_relu=True)
     model, v_norelu, _ = _tiny("pal", final_relu=False)
     f_relu = build_model("resnet8", 5, head="pal", width_multiplier=0.5).apply(
-        v_relu, x, train=False)[1]
+        v_relu, x, train=False
+    )[1]
     f_norelu = model.apply(v_norelu, x * 3.0, train=True, mutable=["batch_stats"])[0][1]
     assert np.all(np.asarray(f_relu) >= 0)  # pooled ReLU outputs
     assert np.any(np.asarray(f_norelu) < 0)  # without the last ReLU, features can be negative
@@ -57,8 +62,9 @@ def test_pal_prototypes_are_a_fixed_etf_and_get_no_update():
     labels = jnp.arange(4) % 5
 
     def loss_fn(params):
-        (logits, _), _ = model.apply({**variables, "params": params}, x, train=True,
-                                     mutable=["batch_stats"])
+        (logits, _), _ = model.apply(
+            {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+        )
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     opt = optax.sgd(0.5, momentum=0.9)
@@ -68,8 +74,9 @@ def test_pal_prototypes_are_a_fixed_etf_and_get_no_update():
         updates, state = opt.update(g, state, params)
         params = optax.apply_updates(params, updates)
     # the trunk moved, the prototypes are not parameters at all and are unchanged
-    assert not np.allclose(params["trunk"]["conv_init"]["kernel"],
-                           variables["params"]["trunk"]["conv_init"]["kernel"])
+    assert not np.allclose(
+        params["trunk"]["conv_init"]["kernel"], variables["params"]["trunk"]["conv_init"]["kernel"]
+    )
     np.testing.assert_array_equal(variables["prototypes"]["head"]["kernel"], protos)
 
 
@@ -88,13 +95,16 @@ def test_linear_head_etf_init():
     assert is_simplex_etf(variables["params"]["head"]["kernel"], atol=1e-4, scale=2.0)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(arch="resnet99"), "arch='resnet99'"),
-    (dict(head="cosine"), "head kind"),
-    (dict(stem="tiny"), "stem='tiny'"),
-    (dict(head="pal", width_multiplier=0.01), "feature dim"),
-    (dict(num_classes=1), "num_classes=1"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(arch="resnet99"), "arch='resnet99'"),
+        (dict(head="cosine"), "head kind"),
+        (dict(stem="tiny"), "stem='tiny'"),
+        (dict(head="pal", width_multiplier=0.01), "feature dim"),
+        (dict(num_classes=1), "num_classes=1"),
+    ],
+)
 def test_bad_model_config(kwargs, match):
     args = dict(arch="resnet8", num_classes=5)
     args.update(kwargs)

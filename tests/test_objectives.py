@@ -41,8 +41,9 @@ def test_rlr_step_equals_per_example_learning_rates(loss):
     w_rlr = optax.apply_updates(w, upd)
 
     def ex_loss(w_, hi, yi):
-        return classification_objective((hi @ w_)[None], hi[None], yi[None], loss=loss,
-                                        gamma=0.2)[0]
+        return classification_objective((hi @ w_)[None], hi[None], yi[None], loss=loss, gamma=0.2)[
+            0
+        ]
 
     per_ex_grads = jax.vmap(jax.grad(ex_loss), in_axes=(None, 0, 0))(w, h, y)  # (B, p, C)
     lrs = eta * np.linalg.norm(np.asarray(h), axis=1)
@@ -68,10 +69,12 @@ def test_mask_ignores_padding_rows():
     h, w, y = _batch(2)
     mask = jnp.asarray([1, 1, 1, 1, 1, 0, 0, 0], jnp.float32)
     garbage = h.at[5:].set(1e6)
-    a, aux_a = classification_objective(garbage @ w, garbage, y, loss="ul", efr_weight=1e-3,
-                                        rlr=True, mask=mask)
-    b, aux_b = classification_objective(h[:5] @ w, h[:5], y[:5], loss="ul", efr_weight=1e-3,
-                                        rlr=True)
+    a, aux_a = classification_objective(
+        garbage @ w, garbage, y, loss="ul", efr_weight=1e-3, rlr=True, mask=mask
+    )
+    b, aux_b = classification_objective(
+        h[:5] @ w, h[:5], y[:5], loss="ul", efr_weight=1e-3, rlr=True
+    )
     np.testing.assert_allclose(a, b, rtol=1e-5)
     np.testing.assert_allclose(aux_a["loss"], aux_b["loss"], rtol=1e-5)
 
@@ -93,19 +96,27 @@ def test_optimizer_cosine_schedule_and_coupled_weight_decay():
     grads = jax.tree.map(jnp.zeros_like, params)
     upd, _ = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(upd["dense"]["kernel"], -0.1 * 0.5 * np.ones(2), rtol=1e-6)
-    tx_k, _ = make_optimizer(learning_rate=0.1, total_steps=100, momentum=0.0, weight_decay=0.5,
-                             weight_decay_on="kernels")
+    tx_k, _ = make_optimizer(
+        learning_rate=0.1,
+        total_steps=100,
+        momentum=0.0,
+        weight_decay=0.5,
+        weight_decay_on="kernels",
+    )
     upd, _ = tx_k.update(grads, tx_k.init(params), params)
     np.testing.assert_allclose(upd["dense"]["bias"], 0.0)
     assert weight_decay_mask(params, "kernels") == {"dense": {"kernel": True, "bias": False}}
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(learning_rate=-1.0), "learning_rate=-1.0"),
-    (dict(weight_decay=-5e-4), "weight_decay=-0.0005"),
-    (dict(total_steps=0), "total_steps=0"),
-    (dict(schedule="step"), "schedule='step'"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(learning_rate=-1.0), "learning_rate=-1.0"),
+        (dict(weight_decay=-5e-4), "weight_decay=-0.0005"),
+        (dict(total_steps=0), "total_steps=0"),
+        (dict(schedule="step"), "schedule='step'"),
+    ],
+)
 def test_optimizer_bad_arguments(kw, match):
     args = dict(learning_rate=0.1, total_steps=10)
     args.update(kw)
@@ -119,15 +130,16 @@ def test_efr_theorem6_target_is_where_the_ul_pal_feature_gradient_vanishes(gamma
     stationary in the features exactly at h*_i = (1+γ)/(2λB)·w_{y_i}; elsewhere it is not."""
     b, c, p, lam = 12, 5, 7, 3e-3
     w = np.asarray(simplex_etf(jax.random.PRNGKey(0), c, p, scale=1.7), np.float64)
-    w -= w.mean(axis=1, keepdims=True)        # Σ_j w_j = 0 in float64, not just float32
+    w -= w.mean(axis=1, keepdims=True)  # Σ_j w_j = 0 in float64, not just float32
     labels = jnp.arange(b) % c
     kappa = efr_feature_target_scale(lam, b, c, gamma)
     g = 1 / (c - 1) if gamma is None else gamma
     assert kappa == pytest.approx((1 + g) / (2 * lam * b))
 
     def obj(h):
-        return classification_objective(h @ jnp.asarray(w), h, labels, loss="ul", gamma=gamma,
-                                         efr_weight=lam)[0]
+        return classification_objective(
+            h @ jnp.asarray(w), h, labels, loss="ul", gamma=gamma, efr_weight=lam
+        )[0]
 
     with jax.enable_x64(True):
         h_star = kappa * jnp.asarray(w.T)[labels]
@@ -148,7 +160,7 @@ def test_efr_lambda_conventions_have_the_same_feature_gradient():
     lb, bsz, n = 2e-6, 128, 45000
     conv = efr_lambda_conventions(lb, bsz, n)
     h = 3.0
-    rel_batch = 2 * conv["batch_sum"] * h / (1 / bsz)       # d/dh λΣ‖h‖² over d/dh mean ℓ
+    rel_batch = 2 * conv["batch_sum"] * h / (1 / bsz)  # d/dh λΣ‖h‖² over d/dh mean ℓ
     rel_mean = 2 * conv["per_example"] / bsz * h / (1 / bsz)
     rel_data = conv["dataset_sum"] * h / (1 / n)
     assert rel_batch == pytest.approx(rel_mean) == pytest.approx(rel_data)

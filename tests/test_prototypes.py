@@ -34,8 +34,9 @@ def test_etf_dim_equal_c_minus_1_spans_whole_space():
     assert np.linalg.matrix_rank(w) == 5
 
 
-@pytest.mark.parametrize("c,dim,match", [(1, 4, "num_classes=1"), (10, 8, "dim=8"),
-                                         (2, 0, "dim=0")])
+@pytest.mark.parametrize(
+    "c,dim,match", [(1, 4, "num_classes=1"), (10, 8, "dim=8"), (2, 0, "dim=0")]
+)
 def test_simplex_etf_bad_arguments(c, dim, match):
     with pytest.raises(ValueError, match=match):
         simplex_etf(jax.random.PRNGKey(0), c, dim)

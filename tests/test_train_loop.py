@@ -10,10 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
 from conftest import TINY_CLI_OVERRIDES, tiny_config
+
 from configs import digits
-from ul_jax.config import set_field
 from ul_jax.train import (
     NonFiniteError,
     read_event_file,
@@ -38,16 +37,22 @@ def _strip_perf(rows):
 
 
 def test_digits_short_run_learns(tmp_path):
-    c = tiny_config("ul_pal", num_train_steps=60, log_every=10, eval_every=60,
-                    checkpoint_every=60, **{"data.augment": "none"})
+    c = tiny_config(
+        "ul_pal",
+        num_train_steps=60,
+        log_every=10,
+        eval_every=60,
+        checkpoint_every=60,
+        **{"data.augment": "none"},
+    )
     out = train_and_evaluate(c, tmp_path / "run")
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [10, 20, 30, 40, 50, 60]
     losses = [r["train/loss"] for r in rows]
-    assert losses[-1] < losses[0] - 1.0          # the unhinged loss keeps decreasing
+    assert losses[-1] < losses[0] - 1.0  # the unhinged loss keeps decreasing
     assert all(b < a for a, b in zip(losses, losses[1:]))
     assert out["eval/count"] == 450
-    assert out["eval/accuracy"] > 0.5            # chance is 0.1
+    assert out["eval/accuracy"] > 0.5  # chance is 0.1
     assert rows[-1]["train/accuracy"] > 0.5
     # Fig. 19 quantities are logged; PAL keeps an exact simplex ETF (norm ratio 1, angle 96.4°)
     assert rows[-1]["train/prototype_norm_ratio"] == pytest.approx(1.0, abs=1e-5)
@@ -78,7 +83,7 @@ def test_resume_is_bit_identical_and_metrics_not_duplicated(tmp_path, full_run):
     shutil.rmtree(part / "checkpoints" / "8")
     assert [r["step"] for r in read_jsonl(part / "metrics.jsonl")] == [2, 4, 6, 8]
 
-    out_resumed = train_and_evaluate(c, part)   # a fresh loop resumes from step 4
+    out_resumed = train_and_evaluate(c, part)  # a fresh loop resumes from step 4
     assert out_resumed["step"] == 12
 
     _, state_full, _ = restore_checkpoint(full)
@@ -90,7 +95,7 @@ def test_resume_is_bit_identical_and_metrics_not_duplicated(tmp_path, full_run):
     rows_full = read_jsonl(full / "metrics.jsonl")
     rows_part = read_jsonl(part / "metrics.jsonl")
     steps = [r["step"] for r in rows_part]
-    assert steps == [2, 4, 6, 8, 10, 12]          # one line per logging step, no duplicates
+    assert steps == [2, 4, 6, 8, 10, 12]  # one line per logging step, no duplicates
     assert [r["step"] for r in rows_full] == steps
     assert "eval/accuracy" in rows_part[2] and "eval/accuracy" in rows_part[5]
     # every logged number (losses, accuracies, norms, eval) equals the uninterrupted run's
@@ -120,9 +125,12 @@ def test_resume_is_bit_identical_and_metrics_not_duplicated(tmp_path, full_run):
     with pytest.raises(ValueError, match=r"model\.width_multiplier.*0\.25.*0\.5"):
         train_and_evaluate(wider, part)
     # restoring into mismatched shapes (config.json bypassed) names the leaf and both shapes
-    with pytest.raises(ValueError, match=r"params/trunk/BasicBlock_0/Conv_0/kernel: checkpoint "
-                                         r"has shape \(3, 3, 4, 4\) float32, model has "
-                                         r"\(3, 3, 8, 8\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"params/trunk/BasicBlock_0/Conv_0/kernel: checkpoint "
+        r"has shape \(3, 3, 4, 4\) float32, model has "
+        r"\(3, 3, 8, 8\)",
+    ):
         restore_checkpoint(part, config=wider)
 
 
@@ -151,9 +159,14 @@ def test_nonfinite_stops_run_and_keeps_last_checkpoint(tmp_path):
 def test_plain_unhinged_loss_with_huge_lr_diverges(tmp_path):
     # Fig. 19 in miniature: the plain UL with a learnable linear head blows up; the run stops
     # at the first non-finite step instead of training on NaNs.
-    c = tiny_config("ul", num_train_steps=40, log_every=1, checkpoint_every=40, eval_every=40,
-                    **{"optimizer.lr": 1e6, "optimizer.schedule": "constant",
-                       "optimizer.weight_decay": 0.0})
+    c = tiny_config(
+        "ul",
+        num_train_steps=40,
+        log_every=1,
+        checkpoint_every=40,
+        eval_every=40,
+        **{"optimizer.lr": 1e6, "optimizer.schedule": "constant", "optimizer.weight_decay": 0.0},
+    )
     with pytest.raises(NonFiniteError) as info:
         train_and_evaluate(c, tmp_path / "run")
     err = info.value
@@ -178,21 +191,30 @@ def test_cli_resume_in_fresh_process_is_bit_identical(tmp_path, full_run):
     checkpoint and ends bit-identical to the uninterrupted in-process run."""
     full, _ = full_run
     work = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ul_pal",
-           "--workdir", str(work), *CLI_OVERRIDES]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ul_pal",
+        "--workdir",
+        str(work),
+        *CLI_OVERRIDES,
+    ]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    first = subprocess.run(cmd + ["--until_step", "6"], cwd=REPO, env=env, capture_output=True,
-                           text=True, timeout=300)
+    first = subprocess.run(
+        cmd + ["--until_step", "6"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert first.returncode == 0, first.stderr[-3000:]
     with Checkpointer(work / "checkpoints") as ck:
         assert ck.all_steps() == [4, 6]
     second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr and "at step 6 of 12" in second.stderr
-    assert "img/s" in second.stderr and "ETA" in second.stderr   # console progress line
+    assert "img/s" in second.stderr and "ETA" in second.stderr  # console progress line
     _, state_full, _ = restore_checkpoint(full)
     _, state_cli, cfg = restore_checkpoint(work)
-    assert cfg.data.image_size == 8 and cfg.num_train_steps == 12   # config.json of the run
+    assert cfg.data.image_size == 8 and cfg.num_train_steps == 12  # config.json of the run
     assert int(state_cli.step) == 12
     for name in ("params", "batch_stats", "opt_state", "prototypes"):
         assert _leaves_equal(getattr(state_full, name), getattr(state_cli, name)), name
@@ -211,16 +233,40 @@ def test_imagenet100_path_with_a_synthetic_source(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_loader(split, *, train, data_dir=None, seed=0, image_size=224, resize_size=256,
-                    num_threads=None, cache_dir=None):
+    def fake_loader(
+        split,
+        *,
+        train,
+        data_dir=None,
+        seed=0,
+        image_size=224,
+        resize_size=256,
+        num_threads=None,
+        cache_dir=None,
+    ):
         calls.append((split, train, image_size, resize_size))
         rng = np.random.default_rng(0 if split == "train" else 1)
         n = 96 if split == "train" else 37
-        items = [{"image": rng.integers(0, 256, (int(rng.integers(30, 50)),
-                                                 int(rng.integers(30, 50)), 3), dtype=np.uint8),
-                  "label": int(rng.integers(0, 100))} for _ in range(n)]
-        return uldata.ImageNetLoader(items, train=train, seed=seed, image_size=image_size,
-                                     resize_size=resize_size, num_threads=2)
+        items = [
+            {
+                "image": rng.integers(
+                    0,
+                    256,
+                    (int(rng.integers(30, 50)), int(rng.integers(30, 50)), 3),
+                    dtype=np.uint8,
+                ),
+                "label": int(rng.integers(0, 100)),
+            }
+            for _ in range(n)
+        ]
+        return uldata.ImageNetLoader(
+            items,
+            train=train,
+            seed=seed,
+            image_size=image_size,
+            resize_size=resize_size,
+            num_threads=2,
+        )
 
     monkeypatch.setattr(uldata, "make_imagenet100_loader", fake_loader)
     c = imagenet100.get_config("ce")
@@ -267,22 +313,30 @@ def test_cifar10_config_smoke(tmp_path):
 
 def test_validation_split_is_balanced_disjoint_and_evaluated(tmp_path):
     from ul_jax import data as D
+
     full = D.load_dataset("digits", "train", source="digits", image_size=8)
     rest, val = D.split_validation(full, 7, seed=3)
     assert len(rest) + len(val) == len(full) and val.split == "validation"
     np.testing.assert_array_equal(val.class_counts(), 7)
     both = np.concatenate([rest.images.reshape(len(rest), -1), val.images.reshape(len(val), -1)])
-    assert len(np.unique(both, axis=0)) == len(np.unique(full.images.reshape(len(full), -1), axis=0))
+    assert len(np.unique(both, axis=0)) == len(
+        np.unique(full.images.reshape(len(full), -1), axis=0)
+    )
     again, val2 = D.split_validation(full, 7, seed=3)
-    np.testing.assert_array_equal(val2.images, val.images)                  # seeded
+    np.testing.assert_array_equal(val2.images, val.images)  # seeded
     _, val3 = D.split_validation(full, 7, seed=4)
     assert not np.array_equal(val3.images, val.images)
     with pytest.raises(ValueError, match="validation_per_class=200"):
         D.split_validation(full, 200, seed=0)
     # a run with a validation split logs val/* (balanced held-out set) next to eval/* (test)
-    c = tiny_config("ul_pal_efr", num_train_steps=6, log_every=3, eval_every=6,
-                    checkpoint_every=6, **{"data.validation_per_class": 5,
-                                           "objective.efr_weight": 1e-3})
+    c = tiny_config(
+        "ul_pal_efr",
+        num_train_steps=6,
+        log_every=3,
+        eval_every=6,
+        checkpoint_every=6,
+        **{"data.validation_per_class": 5, "objective.efr_weight": 1e-3},
+    )
     out = train_and_evaluate(c, tmp_path / "v")
     assert out["val/count"] == 50 and out["eval/count"] == 450
     assert len(out["val/class_feature_norm"]) == 10

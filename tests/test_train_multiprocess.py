@@ -29,16 +29,33 @@ def _free_port() -> int:
 
 def _run_two_processes(workdir: Path, extra: list[str]) -> list[subprocess.CompletedProcess]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ul_pal",
-           "--workdir", str(workdir), *CLI_OVERRIDES, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ul_pal",
+        "--workdir",
+        str(workdir),
+        *CLI_OVERRIDES,
+        *extra,
+    ]
     procs = []
     for pid in range(2):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "UL_JAX_DISTRIBUTED": "1",
-               "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "UL_JAX_NUM_PROCESSES": "2",
-               "UL_JAX_PROCESS_ID": str(pid),
-               "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "UL_JAX_DISTRIBUTED": "1",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "UL_JAX_NUM_PROCESSES": "2",
+            "UL_JAX_PROCESS_ID": str(pid),
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        }
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
     out = []
     for p in procs:
         stdout, stderr = p.communicate(timeout=300)
@@ -59,10 +76,12 @@ def test_two_processes_train_and_resume(tmp_path):
     for r in second:
         assert r.returncode == 0, r.stderr[-3000:]
     assert "resumed from" in second[0].stderr
-    assert "step 12/12" in second[0].stderr and "step 12/12" not in second[1].stderr  # process 0 logs
+    assert (
+        "step 12/12" in second[0].stderr and "step 12/12" not in second[1].stderr
+    )  # process 0 logs
 
     rows = read_jsonl(work / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]   # written once, by process 0
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10, 12]  # written once, by process 0
     assert rows[-1]["eval/count"] == 450
 
     ref = tmp_path / "single"

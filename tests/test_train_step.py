@@ -18,7 +18,6 @@ from ul_jax import data as D
 from ul_jax.models import build_model
 from ul_jax.objectives import make_optimizer
 from ul_jax.prototypes import simplex_etf
-from ul_jax.train.step import last_block_bn_scale_norm
 from ul_jax.train import (
     StepConfig,
     decode_nonfinite,
@@ -28,6 +27,7 @@ from ul_jax.train import (
     jit_train_step,
     prototype_metrics,
 )
+from ul_jax.train.step import last_block_bn_scale_norm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,11 +42,23 @@ def digits8():
 
 def _setup(head, loss, digits8, *, debug_step=-1, lr=0.1):
     train, _, mean, std = digits8
-    model = build_model("resnet8", 10, head=head, final_relu=head == "linear",
-                        head_bias=head != "fnpal", width_multiplier=0.25)
+    model = build_model(
+        "resnet8",
+        10,
+        head=head,
+        final_relu=head == "linear",
+        head_bias=head != "fnpal",
+        width_multiplier=0.25,
+    )
     tx, sched = make_optimizer(learning_rate=lr, total_steps=20, momentum=0.9, weight_decay=5e-4)
-    cfg = StepConfig(loss=loss, mean=mean, std=std, augment="crop", crop_padding=2,
-                     debug_nonfinite_at_step=debug_step)
+    cfg = StepConfig(
+        loss=loss,
+        mean=mean,
+        std=std,
+        augment="crop",
+        crop_padding=2,
+        debug_nonfinite_at_step=debug_step,
+    )
     mesh = D.data_mesh()
     state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
     step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
@@ -75,8 +87,9 @@ def test_prototypes_fixed_bit_exact(head, digits8, pal_run):
     params0 = state0.params
     np.testing.assert_array_equal(np.asarray(state.prototypes["head"]["kernel"]), protos0)
     # the prototypes are the ETF of the model's seed and not among the trained parameters
-    np.testing.assert_allclose(protos0, np.asarray(simplex_etf(jax.random.PRNGKey(0), 10, 16)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        protos0, np.asarray(simplex_etf(jax.random.PRNGKey(0), 10, 16)), atol=1e-6
+    )
     assert "kernel" not in state.params.get("head", {})
     # while the trunk did train
     k0 = params0["trunk"]["conv_init"]["kernel"]
@@ -104,8 +117,9 @@ def test_eval_counts_every_example_once(digits8, pal_run):
     _, test, mean, std = digits8
     model, cfg, mesh, _, state = pal_run
     eval_fn = jit_eval_step(model, cfg, mesh)
-    out = evaluate(eval_fn, state, D.eval_batches(test.images, test.labels, D.batch_layout(128)),
-                   mesh)
+    out = evaluate(
+        eval_fn, state, D.eval_batches(test.images, test.labels, D.batch_layout(128)), mesh
+    )
     assert out["eval/count"] == len(test) == 450  # 4 batches, the last one padded with 62 rows
     # reference: one unbatched forward pass over the whole test set
     x = D.cifar_eval_transform(test.images, mean, std)
@@ -113,32 +127,46 @@ def test_eval_counts_every_example_once(digits8, pal_run):
     acc = float(np.mean(np.argmax(np.asarray(logits), -1) == test.labels))
     assert out["eval/accuracy"] == pytest.approx(acc, abs=1e-9)
     assert out["eval/feature_norm"] == pytest.approx(
-        float(np.mean(np.linalg.norm(np.asarray(feats), axis=-1))), rel=1e-5)
+        float(np.mean(np.linalg.norm(np.asarray(feats), axis=-1))), rel=1e-5
+    )
     # mechanism diagnostics (issue 14), against the same unbatched pass, computed by hand
     h = np.asarray(feats, np.float64)
-    w = np.asarray(state.prototypes["head"]["kernel"], np.float64)           # (p, C), fixed ETF
+    w = np.asarray(state.prototypes["head"]["kernel"], np.float64)  # (p, C), fixed ETF
     norms = np.linalg.norm(h, axis=1)
     cos = np.sum(h * w.T[test.labels], 1) / (norms * np.linalg.norm(w.T[test.labels], axis=1))
     assert out["eval/cos_feature_prototype"] == pytest.approx(cos.mean(), rel=1e-5)
     per_class = [norms[test.labels == c].mean() for c in range(10)]
     np.testing.assert_allclose(out["eval/class_feature_norm"], per_class, rtol=1e-5)
     kappa = 3.0
-    out6 = evaluate(eval_fn, state, D.eval_batches(test.images, test.labels, D.batch_layout(128)),
-                    mesh, prefix="val", theorem6_scale=kappa)
+    out6 = evaluate(
+        eval_fn,
+        state,
+        D.eval_batches(test.images, test.labels, D.batch_layout(128)),
+        mesh,
+        prefix="val",
+        theorem6_scale=kappa,
+    )
     means = np.stack([h[test.labels == c].mean(0) for c in range(10)])
     target = kappa * w.T
     dist = np.linalg.norm(means - target, axis=1) / np.linalg.norm(target, axis=1)
     assert out6["val/theorem6_distance"] == pytest.approx(dist.mean(), rel=1e-5)
-    assert out6["val/theorem6_target_norm"] == pytest.approx(kappa * np.linalg.norm(w, axis=0).mean())
+    assert out6["val/theorem6_target_norm"] == pytest.approx(
+        kappa * np.linalg.norm(w, axis=0).mean()
+    )
     assert out6["val/accuracy"] == out["eval/accuracy"]
 
 
 def test_last_block_bn_scale_norm(digits8, pal_run):
     _, _, _, _, state = pal_run
     trunk = jax.device_get(state.params["trunk"])
-    last = trunk["BasicBlock_2"]                    # resnet8: blocks 0..2
-    ref = np.sqrt(sum(np.sum(np.square(np.asarray(v["scale"], np.float64)))
-                      for v in last.values() if "scale" in v))
+    last = trunk["BasicBlock_2"]  # resnet8: blocks 0..2
+    ref = np.sqrt(
+        sum(
+            np.sum(np.square(np.asarray(v["scale"], np.float64)))
+            for v in last.values()
+            if "scale" in v
+        )
+    )
     assert float(last_block_bn_scale_norm(state.params)) == pytest.approx(ref, rel=1e-6)
 
 
@@ -219,13 +247,22 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 def test_sharded_step_matches_single_device(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(_SHARDED_SCRIPT)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    r = json.loads(line[len("RESULT "):])
+    r = json.loads(line[len("RESULT ") :])
     assert r["step"] == [2, 2] and r["nonfinite_8"] == r["nonfinite_1"] == 0
     for name in ("params", "batch_stats", "opt_state"):
         assert r[f"{name}_maxdiff"] <= 1e-5 * max(1.0, r[f"{name}_maxabs"]), (name, r)

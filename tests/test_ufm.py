@@ -34,8 +34,11 @@ def _x64():
 
 def _model(seed, p=P, c=C, n=N, scale=1.0):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-    return (scale * jax.random.normal(k1, (p, c * n)), scale * jax.random.normal(k2, (p, c)),
-            jax.random.normal(k3, (c,)))
+    return (
+        scale * jax.random.normal(k1, (p, c * n)),
+        scale * jax.random.normal(k2, (p, c)),
+        jax.random.normal(k3, (c,)),
+    )
 
 
 def _etf(seed, p=P, c=C):
@@ -48,7 +51,7 @@ def dense_loss(H, W, b, gamma):
     """Eq. (2) from the per-example logits (dense, for autodiff references)."""
     c = W.shape[1]
     n = H.shape[1] // c
-    logits = W.T @ H + b[:, None]                               # (C, C*N)
+    logits = W.T @ H + b[:, None]  # (C, C*N)
     onehot = jax.nn.one_hot(jnp.repeat(jnp.arange(c), n), c).T
     per = -(logits * onehot).sum(0) + gamma * (logits * (1 - onehot)).sum(0)
     return per.mean()
@@ -81,30 +84,38 @@ def rk4(f, y0, t0, t1, n):
         k2 = f(t + dt / 2, add(y, k1, dt / 2))
         k3 = f(t + dt / 2, add(y, k2, dt / 2))
         k4 = f(t + dt, add(y, k3, dt))
-        return jax.tree.map(lambda a, b1, b2, b3, b4: a + dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4),
-                            y, k1, k2, k3, k4)
+        return jax.tree.map(
+            lambda a, b1, b2, b3, b4: a + dt / 6 * (b1 + 2 * b2 + 2 * b3 + b4), y, k1, k2, k3, k4
+        )
 
     return lax.fori_loop(0, n, body, y0)
 
 
 def flow_rhs(gamma, lam1, lam2, eta_fn, s_fn):
     """Gradient-flow field of eq. (12) from autodiff of the dense loss."""
+
     def f(t, y):
         H, W, b = y
         gH, gW, gb = jax.grad(dense_loss, argnums=(0, 1, 2))(H, W, b, gamma)
         e2 = eta_fn(t)
         e1 = s_fn(t) * e2
         return (e1 * (-gH - lam1 * H), e2 * (-gW - lam2 * W), e2 * (-gb - lam2 * b))
+
     return f
 
 
 def naive_gd(H, W, b, lrs, gamma, s=1.0, lam1=0.0, lam2=0.0):
     """Plain GD with autodiff gradients of the dense loss, full H."""
+
     def step(y, eta):
         H, W, b = y
         gH, gW, gb = jax.grad(dense_loss, argnums=(0, 1, 2))(H, W, b, gamma)
-        return (H - s * eta * (gH + lam1 * H), W - eta * (gW + lam2 * W),
-                b - eta * (gb + lam2 * b)), None
+        return (
+            H - s * eta * (gH + lam1 * H),
+            W - eta * (gW + lam2 * W),
+            b - eta * (gb + lam2 * b),
+        ), None
+
     return lax.scan(step, (H, W, b), jnp.asarray(lrs))[0]
 
 
@@ -120,7 +131,7 @@ def expm_reference(f, y0, times):
     def unflat(v):
         parts, k = [], 0
         for shp, sz in zip(shapes, sizes):
-            parts.append(v[k:k + sz].reshape(shp))
+            parts.append(v[k : k + sz].reshape(shp))
             k += sz
         return tuple(parts)
 
@@ -128,7 +139,7 @@ def expm_reference(f, y0, times):
         return jnp.concatenate([jnp.ravel(x) for x in f(0.0, unflat(v))])
 
     F0 = field(jnp.zeros(dim))
-    G = jax.vmap(field)(jnp.eye(dim)).T - F0[:, None]            # f(v) = G v + F0
+    G = jax.vmap(field)(jnp.eye(dim)).T - F0[:, None]  # f(v) = G v + F0
     A = np.zeros((dim + 1, dim + 1))
     A[:dim, :dim], A[:dim, dim] = np.asarray(G), np.asarray(F0)
     z0 = np.concatenate([np.concatenate([np.ravel(x) for x in y0]), [1.0]])
@@ -139,17 +150,17 @@ def rel_err(x, y):
     """‖x − y‖/‖y‖ over pytrees."""
     xs, ys = jax.tree.leaves(x), jax.tree.leaves(y)
     num = sum(float(jnp.sum((a - c) ** 2)) for a, c in zip(xs, ys))
-    den = sum(float(jnp.sum(c ** 2)) for c in ys)
+    den = sum(float(jnp.sum(c**2)) for c in ys)
     return math.sqrt(num / den)
 
 
 def unit_dist(H, W, Hr, Wr):
     """‖Z/‖Z‖ − Zr/‖Zr‖‖ (Z = (H, W))."""
-    z = jnp.sqrt(jnp.sum(H ** 2, (-2, -1)) + jnp.sum(W ** 2, (-2, -1)))
-    zr = jnp.sqrt(jnp.sum(Hr ** 2) + jnp.sum(Wr ** 2))
+    z = jnp.sqrt(jnp.sum(H**2, (-2, -1)) + jnp.sum(W**2, (-2, -1)))
+    zr = jnp.sqrt(jnp.sum(Hr**2) + jnp.sum(Wr**2))
     dH = H / z[..., None, None] - Hr / zr
     dW = W / z[..., None, None] - Wr / zr
-    return jnp.sqrt(jnp.sum(dH ** 2, (-2, -1)) + jnp.sum(dW ** 2, (-2, -1)))
+    return jnp.sqrt(jnp.sum(dH**2, (-2, -1)) + jnp.sum(dW**2, (-2, -1)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -160,10 +171,10 @@ def unit_dist(H, W, Hr, Wr):
 @pytest.mark.parametrize("gamma", [0.0, 0.25, 0.7])
 def test_loss_matches_loop_evaluation_of_eq2(gamma):
     H, W, b = _model(0)
-    np.testing.assert_allclose(float(ufm.loss(H, W, b, gamma)), np_loss(H, W, b, gamma),
-                               rtol=1e-12)
-    np.testing.assert_allclose(float(dense_loss(H, W, b, gamma)), np_loss(H, W, b, gamma),
-                               rtol=1e-12)
+    np.testing.assert_allclose(float(ufm.loss(H, W, b, gamma)), np_loss(H, W, b, gamma), rtol=1e-12)
+    np.testing.assert_allclose(
+        float(dense_loss(H, W, b, gamma)), np_loss(H, W, b, gamma), rtol=1e-12
+    )
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.25, 0.7])
@@ -192,7 +203,7 @@ def _dense_operator(fn, p, c, n):
         e = np.zeros(dim)
         e[k] = 1.0
         Hk = jnp.asarray(e[: p * c * n].reshape(p, c * n))
-        Wk = jnp.asarray(e[p * c * n:].reshape(p, c))
+        Wk = jnp.asarray(e[p * c * n :].reshape(p, c))
         oH, oW = fn(Hk, Wk)
         cols.append(np.concatenate([np.ravel(oH), np.ravel(oW)]))
     return np.stack(cols, 1)
@@ -208,25 +219,26 @@ def _span_projector(vectors):
 
 def _definition_spans(p, c, n):
     """Spanning sets of E1±, E2±, E3 straight from eq. (8) (class-major columns)."""
-    vec = lambda H, W: np.concatenate([np.ravel(H), np.ravel(W)])  # noqa: E731
+    vec = lambda H, W: np.concatenate([np.ravel(H), np.ravel(W)])
     spans = {k: [] for k in ["E1+", "E1-", "E2+", "E2-", "E3"]}
     for i in range(p):
         for j in range(c):
             V = np.zeros((p, c))
             V[i, j] = 1.0
-            V = V - V.mean(1, keepdims=True)                      # W1 = 0
+            V = V - V.mean(1, keepdims=True)  # W1 = 0
             for eps, key in [(1, "E1+"), (-1, "E1-")]:
                 spans[key].append(vec(eps * np.repeat(V, n, 1) / math.sqrt(n), V))
         h = np.zeros(p)
         h[i] = 1.0
         for eps, key in [(1, "E2+"), (-1, "E2-")]:
-            spans[key].append(vec(eps * np.outer(h, np.ones(c * n)) / math.sqrt(n),
-                                  np.outer(h, np.ones(c))))
+            spans[key].append(
+                vec(eps * np.outer(h, np.ones(c * n)) / math.sqrt(n), np.outer(h, np.ones(c)))
+            )
         for j in range(c):
             for k in range(n):
                 Hm = np.zeros((p, c * n))
                 Hm[i, j * n + k] = 1.0
-                Hm[i, j * n: (j + 1) * n] -= 1.0 / n              # class mean zero
+                Hm[i, j * n : (j + 1) * n] -= 1.0 / n  # class mean zero
                 spans["E3"].append(vec(Hm, np.zeros((p, c))))
     return spans
 
@@ -234,19 +246,25 @@ def _definition_spans(p, c, n):
 @pytest.mark.parametrize("p,c,n,gamma", [(2, 3, 2, 0.3), (3, 4, 3, 1 / 3), (2, 3, 1, 0.0)])
 def test_projections_are_the_orthogonal_eigenprojections(p, c, n, gamma):
     keys = ["E1+", "E1-", "E2+", "E2-", "E3"]
-    mats = {k: _dense_operator(lambda H, W, k=k: ufm.projections(H, W, n)[k], p, c, n)
-            for k in keys}
+    mats = {
+        k: _dense_operator(lambda H, W, k=k: ufm.projections(H, W, n)[k], p, c, n) for k in keys
+    }
     dim = p * c * (n + 1)
-    expected_rank = {"E1+": p * (c - 1), "E1-": p * (c - 1), "E2+": p, "E2-": p,
-                     "E3": p * c * (n - 1)}
+    expected_rank = {
+        "E1+": p * (c - 1),
+        "E1-": p * (c - 1),
+        "E2+": p,
+        "E2-": p,
+        "E3": p * c * (n - 1),
+    }
     spans = _definition_spans(p, c, n)
     for k in keys:
         Pk = mats[k]
-        np.testing.assert_allclose(Pk, Pk.T, atol=1e-13)                  # symmetric
-        np.testing.assert_allclose(Pk @ Pk, Pk, atol=1e-13)               # idempotent
+        np.testing.assert_allclose(Pk, Pk.T, atol=1e-13)  # symmetric
+        np.testing.assert_allclose(Pk @ Pk, Pk, atol=1e-13)  # idempotent
         assert np.linalg.matrix_rank(Pk, tol=1e-8) == expected_rank[k]
         if expected_rank[k]:
-            ref, r = _span_projector(spans[k])                             # eq. (8) definition
+            ref, r = _span_projector(spans[k])  # eq. (8) definition
             assert r == expected_rank[k]
             np.testing.assert_allclose(Pk, ref, atol=1e-12)
     for k1, k2 in itertools.combinations(keys, 2):
@@ -285,8 +303,11 @@ def _zeta(cosflag, t):
 
 def test_flow_closed_form_matches_rk4_constant_and_cosine_rates():
     H0, W0, b0 = _model(2)
-    grid = list(itertools.product([0.5, 1.0, 4.0], [0.0, 1 / (C - 1), 0.05],
-                                  [(0.0, 0.0), (0.3, 0.1)], [0.0, 1.0]))
+    grid = list(
+        itertools.product(
+            [0.5, 1.0, 4.0], [0.0, 1 / (C - 1), 0.05], [(0.0, 0.0), (0.3, 0.1)], [0.0, 1.0]
+        )
+    )
     s, g, lam, cosf = (jnp.array(v) for v in zip(*grid))
     lam = jnp.asarray(lam)
 
@@ -300,16 +321,16 @@ def test_flow_closed_form_matches_rk4_constant_and_cosine_rates():
 
     y_half, y_one, cf = jax.jit(jax.vmap(one))(s, g, lam[:, 0], lam[:, 1], cosf)
     for i, params in enumerate(grid):
-        take = lambda t, j=None: jax.tree.map(  # noqa: E731
-            lambda x: x[i] if j is None else x[i, j], t)
+        take = lambda t, j=None: jax.tree.map(lambda x: x[i] if j is None else x[i, j], t)
         e_half = rel_err(take(cf, 0), take(y_half))
         e_one = rel_err(take(cf, 1), take(y_one))
-        assert e_half < 1e-9 and e_one < 1e-9, (params, e_half, e_one)     # RK4 error ~1e-11
-        assert rel_err(take(y_one), (H0, W0, b0)) > 0.5, params   # the flow really moved
+        assert e_half < 1e-9 and e_one < 1e-9, (params, e_half, e_one)  # RK4 error ~1e-11
+        assert rel_err(take(y_one), (H0, W0, b0)) > 0.5, params  # the flow really moved
     # same ζ₂ at t = 1 for constant and cosine η₂: both flows end at the same state
     for i, j in [(k, k + 1) for k in range(0, len(grid), 2)]:
-        assert rel_err(jax.tree.map(lambda x: x[i], y_one),
-                       jax.tree.map(lambda x: x[j], y_one)) < 1e-9
+        assert (
+            rel_err(jax.tree.map(lambda x: x[i], y_one), jax.tree.map(lambda x: x[j], y_one)) < 1e-9
+        )
 
 
 def test_theorem2_factors_cosh_sinh():
@@ -337,8 +358,15 @@ def test_theorem2_factors_cosh_sinh():
     np.testing.assert_allclose(b, b0 + (1 + g - g * C) / C * zeta, rtol=1e-13)
 
 
-@pytest.mark.parametrize("s,g,wd", [(0.5, 0.0, (0.0, 0.0)), (1.0, 1 / (C - 1), (0.1, 0.1)),
-                                    (4.0, 0.05, (0.3, 0.1)), (2.0, 1.0, (0.0, 0.4))])
+@pytest.mark.parametrize(
+    "s,g,wd",
+    [
+        (0.5, 0.0, (0.0, 0.0)),
+        (1.0, 1 / (C - 1), (0.1, 0.1)),
+        (4.0, 0.05, (0.3, 0.1)),
+        (2.0, 1.0, (0.0, 0.4)),
+    ],
+)
 def test_flow_closed_form_matches_matrix_exponential(s, g, wd):
     """With constant η₂ = 1 the flow is affine in (H, W, b): compare with scipy's expm of the
     dense generator (built from the autodiff field), for ζ from 1e-6 (series branch of the 2×2
@@ -356,7 +384,7 @@ def test_flow_is_function_of_zeta_only_negative_control_varying_ratio():
     """Constant s: exact. s(t) varying (η₁/η₂ not constant): the ζ₁, ζ₂ formula is NOT exact."""
     H0, W0, b0 = _model(4)
     g = 0.1
-    eta2 = lambda t: 20.0  # noqa: E731
+    eta2 = lambda t: 20.0
 
     def run(s_fn):
         return rk4(flow_rhs(g, 0.0, 0.0, eta2, s_fn), (H0, W0, b0), 0.0, 1.0, 2000)
@@ -374,8 +402,15 @@ def test_flow_is_function_of_zeta_only_negative_control_varying_ratio():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("g,s,wd", [(0.1, 1.0, (0.0, 0.0)), (0.05, 3.0, (0.2, 0.5)),
-                                    (0.25, 0.5, (0.1, 0.0)), (1.0, 1.0, (0.4, 0.4))])
+@pytest.mark.parametrize(
+    "g,s,wd",
+    [
+        (0.1, 1.0, (0.0, 0.0)),
+        (0.05, 3.0, (0.2, 0.5)),
+        (0.25, 0.5, (0.1, 0.0)),
+        (1.0, 1.0, (0.4, 0.4)),
+    ],
+)
 def test_gd_closed_form_matches_iterated_gd(g, s, wd):
     H0, W0, b0 = _model(5)
     steps = 200
@@ -403,29 +438,44 @@ def test_gd_closed_form_large_steps_and_zero_steps():
         sim = ufm.gradient_descent(H0, W0, b0, lrs, gamma=0.3, s=2.0, weight_decay=wd)
         cf = ufm.gd_closed_form(H0, W0, b0, 25, lr, gamma=0.3, s=2.0, weight_decay=wd)
         assert rel_err(cf, sim) < 1e-11
-    chex.assert_trees_all_close(ufm.gd_closed_form(H0, W0, b0, 0, 0.5, gamma=0.3),
-                                (H0, W0, b0), atol=1e-14)
-    chex.assert_trees_all_close(ufm.flow_closed_form(H0, W0, b0, 0.0, gamma=0.3, s=3.0,
-                                                     weight_decay=(0.2, 0.1)),
-                                (H0, W0, b0), atol=1e-14)
+    chex.assert_trees_all_close(
+        ufm.gd_closed_form(H0, W0, b0, 0, 0.5, gamma=0.3), (H0, W0, b0), atol=1e-14
+    )
+    chex.assert_trees_all_close(
+        ufm.flow_closed_form(H0, W0, b0, 0.0, gamma=0.3, s=3.0, weight_decay=(0.2, 0.1)),
+        (H0, W0, b0),
+        atol=1e-14,
+    )
 
 
 def test_gradient_descent_trajectory_metrics():
     H0, W0, b0 = _model(7)
     g, s, wd = 0.1, 2.0, (0.05, 0.02)
-    lrs = jnp.linspace(0.9, 0.2, 53)                    # not a multiple of record_every
+    lrs = jnp.linspace(0.9, 0.2, 53)  # not a multiple of record_every
     Hr, Wr = ufm.limit_direction(H0, W0, gamma=g, s=s)
-    Hr = Hr + 0.3 * ufm.projections(_model(70)[0], W0, N)["E3"][0]   # within-class part ∦ H0's
-    (H, W, b), tr = ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=s, weight_decay=wd,
-                                         record_every=5, reference=(Hr, Wr))
+    Hr = Hr + 0.3 * ufm.projections(_model(70)[0], W0, N)["E3"][0]  # within-class part ∦ H0's
+    (H, W, b), tr = ufm.gradient_descent(
+        H0, W0, b0, lrs, gamma=g, s=s, weight_decay=wd, record_every=5, reference=(Hr, Wr)
+    )
     np.testing.assert_array_equal(tr["step"], np.arange(11) * 5)
-    assert rel_err((H, W, b), ufm.gd_closed_form(H0, W0, b0, None, lrs, gamma=g, s=s,
-                                                 weight_decay=wd)) < 1e-10
+    assert (
+        rel_err((H, W, b), ufm.gd_closed_form(H0, W0, b0, None, lrs, gamma=g, s=s, weight_decay=wd))
+        < 1e-10
+    )
     y = jnp.repeat(jnp.arange(C), N)
     accs = []
-    prefix = jax.jit(lambda k: ufm.gd_closed_form(   # zero rates after step k: T = I (one compile)
-        H0, W0, b0, None, jnp.where(jnp.arange(lrs.shape[0]) < k, lrs, 0.0), gamma=g, s=s,
-        weight_decay=wd))
+    prefix = jax.jit(
+        lambda k: ufm.gd_closed_form(  # zero rates after step k: T = I (one compile)
+            H0,
+            W0,
+            b0,
+            None,
+            jnp.where(jnp.arange(lrs.shape[0]) < k, lrs, 0.0),
+            gamma=g,
+            s=s,
+            weight_decay=wd,
+        )
+    )
     for r, k in enumerate(np.asarray(tr["step"])):
         Hk, Wk, bk = prefix(k)
         np.testing.assert_allclose(tr["loss"][r], np_loss(Hk, Wk, bk, g), rtol=1e-9, atol=1e-12)
@@ -434,11 +484,13 @@ def test_gradient_descent_trajectory_metrics():
         np.testing.assert_allclose(tr["accuracy"][r], acc)
         np.testing.assert_allclose(tr["h_norm"][r], jnp.linalg.norm(Hk), rtol=1e-10)
         np.testing.assert_allclose(tr["w_norm"][r], jnp.linalg.norm(Wk), rtol=1e-10)
-        np.testing.assert_allclose(tr["z_norm"][r], jnp.sqrt(jnp.sum(Hk ** 2) + jnp.sum(Wk ** 2)),
-                                   rtol=1e-10)
-        np.testing.assert_allclose(tr["dist_to_reference"][r], unit_dist(Hk, Wk, Hr, Wr),
-                                   rtol=1e-8, atol=1e-12)
-    assert len(set(accs)) > 1                             # accuracy actually changes
+        np.testing.assert_allclose(
+            tr["z_norm"][r], jnp.sqrt(jnp.sum(Hk**2) + jnp.sum(Wk**2)), rtol=1e-10
+        )
+        np.testing.assert_allclose(
+            tr["dist_to_reference"][r], unit_dist(Hk, Wk, Hr, Wr), rtol=1e-8, atol=1e-12
+        )
+    assert len(set(accs)) > 1  # accuracy actually changes
 
 
 def test_metrics_fn_under_jit_and_vmap():
@@ -452,13 +504,34 @@ def test_metrics_fn_under_jit_and_vmap():
         Hr, Wr = ufm.limit_direction(H0, W0, gamma=g, s=2.0)
 
         def mfn(H, W, b):
-            return {"loss": dense_loss(H, W, b, g), "dist": unit_dist(H, W, Hr, Wr),
-                    "w_norm": jnp.linalg.norm(W)}
+            return {
+                "loss": dense_loss(H, W, b, g),
+                "dist": unit_dist(H, W, Hr, Wr),
+                "w_norm": jnp.linalg.norm(W),
+            }
 
-        custom = ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=2.0, weight_decay=(0.1, 0.0),
-                                      record_every=10, metrics_fn=mfn)
-        builtin = ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=2.0, weight_decay=(0.1, 0.0),
-                                       record_every=10, reference=(Hr, Wr))
+        custom = ufm.gradient_descent(
+            H0,
+            W0,
+            b0,
+            lrs,
+            gamma=g,
+            s=2.0,
+            weight_decay=(0.1, 0.0),
+            record_every=10,
+            metrics_fn=mfn,
+        )
+        builtin = ufm.gradient_descent(
+            H0,
+            W0,
+            b0,
+            lrs,
+            gamma=g,
+            s=2.0,
+            weight_decay=(0.1, 0.0),
+            record_every=10,
+            reference=(Hr, Wr),
+        )
         return custom, builtin
 
     (fc, tc), (fb, tb) = jax.jit(jax.vmap(one))(gammas)
@@ -468,12 +541,20 @@ def test_metrics_fn_under_jit_and_vmap():
     for kc, kb in [("loss", "loss"), ("dist", "dist_to_reference"), ("w_norm", "w_norm")]:
         np.testing.assert_allclose(tc[kc], tb[kb], rtol=1e-10, atol=1e-13)
     W = _etf(36)
-    _, ts = ufm.spherical_descent(H0, W, lrs, gamma=0.2, record_every=10,
-                                  metrics_fn=lambda H: {"h_norm": jnp.linalg.norm(H)})
+    _, ts = ufm.spherical_descent(
+        H0, W, lrs, gamma=0.2, record_every=10, metrics_fn=lambda H: {"h_norm": jnp.linalg.norm(H)}
+    )
     _, tsb = ufm.spherical_descent(H0, W, lrs, gamma=0.2, record_every=10)
     np.testing.assert_allclose(ts["h_norm"], tsb["h_norm"], rtol=1e-13)
-    _, ta = ufm.anchored_descent(H0, W, lrs, gamma=0.2, weight_decay=0.3, record_every=10,
-                                 metrics_fn=lambda H: {"h_norm": jnp.linalg.norm(H)})
+    _, ta = ufm.anchored_descent(
+        H0,
+        W,
+        lrs,
+        gamma=0.2,
+        weight_decay=0.3,
+        record_every=10,
+        metrics_fn=lambda H: {"h_norm": jnp.linalg.norm(H)},
+    )
     _, tab = ufm.anchored_descent(H0, W, lrs, gamma=0.2, weight_decay=0.3, record_every=10)
     np.testing.assert_allclose(ta["h_norm"], tab["h_norm"], rtol=1e-13)
 
@@ -493,15 +574,17 @@ def test_corollary3_direction_converges_at_rate_kappa(g, s):
     H0, W0, b0 = _model(8)
     Zb = ufm.limit_direction(H0, W0, gamma=g, s=s)
     Ze1 = ufm.limit_direction(H0, W0, gamma=g, s=s, e1_only=True)
-    chex.assert_trees_all_close(Zb, Ze1, atol=1e-14)       # inside the range: Corollary 3's Z̄
+    chex.assert_trees_all_close(Zb, Ze1, atol=1e-14)  # inside the range: Corollary 3's Z̄
     # Corollary 3's formula, written out from the projections
     Pj = ufm.projections(H0, W0, N)
     rs = math.sqrt(s)
-    ref = ((1 + rs) / 2 * Pj["E1+"][0] + (1 - rs) / 2 * Pj["E1-"][0],
-           (1 + rs) / (2 * rs) * Pj["E1+"][1] + (rs - 1) / (2 * rs) * Pj["E1-"][1])
+    ref = (
+        (1 + rs) / 2 * Pj["E1+"][0] + (1 - rs) / 2 * Pj["E1-"][0],
+        (1 + rs) / (2 * rs) * Pj["E1+"][1] + (rs - 1) / (2 * rs) * Pj["E1-"][1],
+    )
     chex.assert_trees_all_close(Zb, ref, atol=1e-14)
     k = _kappa(g)
-    zetas = jnp.linspace(0.0, 22.0 / (abs(k) * rs), 23)   # κ√(ζ₁ζ₂) from 0 to −22
+    zetas = jnp.linspace(0.0, 22.0 / (abs(k) * rs), 23)  # κ√(ζ₁ζ₂) from 0 to −22
     H, W, _ = ufm.flow_closed_form(H0, W0, b0, zetas, gamma=g, s=s)
     dist = np.asarray(unit_dist(H, W, *Zb))
     assert np.all(np.diff(dist[2:]) < 0)
@@ -517,15 +600,16 @@ def test_corollary3_beyond_threshold_ends_orthogonal(g, s):
     H0, W0, b0 = _model(9)
     Z1 = ufm.limit_direction(H0, W0, gamma=g, s=s, e1_only=True)
     Zd = ufm.limit_direction(H0, W0, gamma=g, s=s)
-    zmax = 120.0 / (abs(float(ufm.eigenvalues(C, N, g)[1])) * math.sqrt(s))   # ‖Z‖ ~ e^120
+    zmax = 120.0 / (abs(float(ufm.eigenvalues(C, N, g)[1])) * math.sqrt(s))  # ‖Z‖ ~ e^120
     H, W, _ = ufm.flow_closed_form(H0, W0, b0, jnp.array([zmax / 2, zmax]), gamma=g, s=s)
     d1 = np.asarray(unit_dist(H, W, *Z1))
     np.testing.assert_allclose(d1[-1], math.sqrt(2), atol=1e-8)
     assert abs(d1[0] - math.sqrt(2)) > abs(d1[-1] - math.sqrt(2))
-    assert float(unit_dist(H[-1], W[-1], *Zd)) < 1e-8       # it converges to the E2 direction
+    assert float(unit_dist(H[-1], W[-1], *Zd)) < 1e-8  # it converges to the E2 direction
     # and constant-step GD does the same (Fig. 1c, γ = 0.05 > 2/(C−2) there)
-    _, tr = ufm.gradient_descent(H0, W0, b0, jnp.full((6000,), 0.1), gamma=g, s=s,
-                                 record_every=1000, reference=Z1)
+    _, tr = ufm.gradient_descent(
+        H0, W0, b0, jnp.full((6000,), 0.1), gamma=g, s=s, record_every=1000, reference=Z1
+    )
     np.testing.assert_allclose(tr["dist_to_reference"][-1], math.sqrt(2), atol=1e-6)
 
 
@@ -544,16 +628,18 @@ def test_corollary3_gd_rate_per_step():
     H0, W0, b0 = _model(11)
     g, eta = 0.1, 0.25
     Zb = ufm.limit_direction(H0, W0, gamma=g)
-    _, tr = ufm.gradient_descent(H0, W0, b0, jnp.full((1500,), eta), gamma=g, record_every=50,
-                                 reference=Zb)
+    _, tr = ufm.gradient_descent(
+        H0, W0, b0, jnp.full((1500,), eta), gamma=g, record_every=50, reference=Zb
+    )
     dist = np.asarray(tr["dist_to_reference"])
     assert np.all(np.diff(dist[1:]) < 0) and dist[-1] < 1e-9
     s1, s2 = (float(x) for x in ufm.eigenvalues(C, N, g))
     pred = math.log((1 + eta * abs(s2)) / (1 + eta * s1))
-    i, j = np.argmax(dist < 1e-4), np.argmax(dist < 1e-9)       # fit where the rate is asymptotic
+    i, j = np.argmax(dist < 1e-4), np.argmax(dist < 1e-9)  # fit where the rate is asymptotic
     assert j - i >= 3
-    np.testing.assert_allclose((math.log(dist[j]) - math.log(dist[i])) / (50 * (j - i)), pred,
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        (math.log(dist[j]) - math.log(dist[i])) / (50 * (j - i)), pred, rtol=1e-3
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -567,12 +653,12 @@ def test_corollary5_critical_weight_decay(s):
     H0, W0, b0 = _model(12)
     lam_star = float(ufm.critical_weight_decay(C, N, g))
     np.testing.assert_allclose(lam_star, (1 + g) / (C * math.sqrt(N)), rtol=1e-14)
-    z0 = math.sqrt(float(jnp.sum(H0 ** 2) + jnp.sum(W0 ** 2)))
+    z0 = math.sqrt(float(jnp.sum(H0**2) + jnp.sum(W0**2)))
     zetas = jnp.array([250.0, 500.0, 1000.0])
 
     def znorm(lam):
         H, W, _ = ufm.flow_closed_form(H0, W0, b0, zetas, gamma=g, s=s, weight_decay=(lam, lam))
-        return np.sqrt(np.asarray(jnp.sum(H ** 2, (1, 2)) + jnp.sum(W ** 2, (1, 2))))
+        return np.sqrt(np.asarray(jnp.sum(H**2, (1, 2)) + jnp.sum(W**2, (1, 2))))
 
     above, below = znorm(1.1 * lam_star), znorm(0.9 * lam_star)
     assert np.all(np.diff(above) < 0) and above[-1] < 1e-3 * z0
@@ -581,17 +667,20 @@ def test_corollary5_critical_weight_decay(s):
     Pj = ufm.projections(H0, W0, N)
     r = (1 - s) / (1 + s)
     lim = (Pj["E1+"][0] + r * Pj["E1-"][0], Pj["E1+"][1] - r * Pj["E1-"][1])
-    H, W, b = ufm.flow_closed_form(H0, W0, b0, 1000.0, gamma=g, s=s,
-                                   weight_decay=(lam_star, lam_star))
+    H, W, b = ufm.flow_closed_form(
+        H0, W0, b0, 1000.0, gamma=g, s=s, weight_decay=(lam_star, lam_star)
+    )
     assert rel_err((H, W), lim) < 1e-8
     np.testing.assert_allclose(b, (1 + g - g * C) / C / lam_star, rtol=1e-10)
     # overflow safety: at ζ = 2e4, cosh d and sinh d overflow (d ≫ 710) but e^{m+d} = O(1)
-    Hf, Wf, bf = ufm.flow_closed_form(H0, W0, b0, 2e4, gamma=g, s=s,
-                                      weight_decay=(lam_star, lam_star))
+    Hf, Wf, bf = ufm.flow_closed_form(
+        H0, W0, b0, 2e4, gamma=g, s=s, weight_decay=(lam_star, lam_star)
+    )
     assert rel_err((Hf, Wf), lim) < 1e-8 and np.all(np.isfinite(np.asarray(bf)))
     # constant-step GD: same threshold and limit
-    Hg, Wg, bg = ufm.gd_closed_form(H0, W0, b0, 4000, 0.25, gamma=g, s=s,
-                                    weight_decay=(lam_star, lam_star))
+    Hg, Wg, bg = ufm.gd_closed_form(
+        H0, W0, b0, 4000, 0.25, gamma=g, s=s, weight_decay=(lam_star, lam_star)
+    )
     assert rel_err((Hg, Wg), lim) < 1e-8
     np.testing.assert_allclose(bg, (1 + g - g * C) / C / lam_star, rtol=1e-10)
 
@@ -604,9 +693,15 @@ def test_critical_weight_decay_beyond_threshold_is_sigma2():
     np.testing.assert_allclose(lam_star, (g * C - 1 - g) / (C * math.sqrt(N)), rtol=1e-14)
     norms = {}
     for f in (0.9, 1.0, 1.1):
-        H, W, _ = ufm.flow_closed_form(H0, W0, b0, jnp.array([300.0, 600.0]), gamma=g,
-                                       weight_decay=(f * lam_star, f * lam_star))
-        norms[f] = np.sqrt(np.asarray(jnp.sum(H ** 2, (1, 2)) + jnp.sum(W ** 2, (1, 2))))
+        H, W, _ = ufm.flow_closed_form(
+            H0,
+            W0,
+            b0,
+            jnp.array([300.0, 600.0]),
+            gamma=g,
+            weight_decay=(f * lam_star, f * lam_star),
+        )
+        norms[f] = np.sqrt(np.asarray(jnp.sum(H**2, (1, 2)) + jnp.sum(W**2, (1, 2))))
     assert norms[0.9][1] > 1e3 * norms[0.9][0]
     assert norms[1.1][1] < 1e-3 * norms[1.1][0]
     np.testing.assert_allclose(norms[1.0][1], norms[1.0][0], rtol=1e-8)
@@ -644,8 +739,9 @@ def test_theorem6_anchored_flow_and_descent(lam):
     Q, S = 1.0, 0.0
     for eta in lrs:
         Q, S = Q * (1 - eta * lam), S * (1 - eta * lam) + eta
-    got, tr = ufm.anchored_descent(H0, W, jnp.asarray(lrs), gamma=g, weight_decay=lam,
-                                   record_every=30)
+    got, tr = ufm.anchored_descent(
+        H0, W, jnp.asarray(lrs), gamma=g, weight_decay=lam, record_every=30
+    )
     assert rel_err(got, Q * H0 + S * WM) < 1e-12
     # recorded metrics at steps 0, 30, 60 against direct evaluation of the exact iterates
     for r, k in enumerate([0, 30, 60]):
@@ -655,8 +751,10 @@ def test_theorem6_anchored_flow_and_descent(lam):
         Hk = np.asarray(Qk * H0 + Sk * WM)
         np.testing.assert_allclose(tr["loss"][r], np_loss(Hk, W, np.zeros(C), g), rtol=1e-10)
         np.testing.assert_allclose(tr["h_norm"][r], np.linalg.norm(Hk), rtol=1e-12)
-        cos = [Hk[:, j] @ WM[:, j] / (np.linalg.norm(Hk[:, j]) * np.linalg.norm(WM[:, j]))
-               for j in range(C * N)]
+        cos = [
+            Hk[:, j] @ WM[:, j] / (np.linalg.norm(Hk[:, j]) * np.linalg.norm(WM[:, j]))
+            for j in range(C * N)
+        ]
         np.testing.assert_allclose(tr["mean_cos_to_target"][r], np.mean(cos), rtol=1e-12)
         pred = np.argmax(np.asarray(W).T @ Hk, 0)
         np.testing.assert_allclose(tr["accuracy"][r], np.mean(pred == np.repeat(np.arange(C), N)))
@@ -673,10 +771,12 @@ def test_theorem6_limit_columns():
             np.testing.assert_allclose(H[:, c * N + i], target, rtol=1e-10, atol=1e-12)
     We = _etf(16)
     He = np.asarray(ufm.anchored_closed_form(H0, We, 200.0, gamma=g, weight_decay=lam))
-    np.testing.assert_allclose(He, np.repeat((1 + g) * np.asarray(We) / (lam * C * N), N, 1),
-                               rtol=1e-10, atol=1e-12)
-    _, tr = ufm.anchored_descent(H0, We, jnp.full((2000,), 0.5), gamma=g, weight_decay=lam,
-                                 record_every=500)
+    np.testing.assert_allclose(
+        He, np.repeat((1 + g) * np.asarray(We) / (lam * C * N), N, 1), rtol=1e-10, atol=1e-12
+    )
+    _, tr = ufm.anchored_descent(
+        H0, We, jnp.full((2000,), 0.5), gamma=g, weight_decay=lam, record_every=500
+    )
     assert tr["mean_cos_to_target"][0] < 0.9 and tr["mean_cos_to_target"][-1] > 1 - 1e-12
     assert tr["accuracy"][-1] == 1.0
 
@@ -696,42 +796,52 @@ def test_spherical_step_is_eq19():
         for i in range(N):
             h = H0n[:, c * N + i]
             hh = h / np.linalg.norm(h)
-            upd = (1 + g) * eta / (C * N) * (np.eye(P) - np.outer(hh, hh)) @ Wn[:, c] \
+            upd = (
+                (1 + g)
+                * eta
+                / (C * N)
+                * (np.eye(P) - np.outer(hh, hh))
+                @ Wn[:, c]
                 / np.linalg.norm(h)
+            )
             np.testing.assert_allclose(H1[:, c * N + i], h + upd, rtol=1e-13)
     H1r = np.asarray(ufm.spherical_descent(H0, W, jnp.array([eta]), gamma=g, rescaled=True))
     h = H0n[:, 0]
     hh = h / np.linalg.norm(h)
-    np.testing.assert_allclose(H1r[:, 0], h + (1 + g) * eta / (C * N)
-                               * (np.eye(P) - np.outer(hh, hh)) @ Wn[:, 0], rtol=1e-13)
+    np.testing.assert_allclose(
+        H1r[:, 0],
+        h + (1 + g) * eta / (C * N) * (np.eye(P) - np.outer(hh, hh)) @ Wn[:, 0],
+        rtol=1e-13,
+    )
 
 
 def test_spherical_convergence_rescaled_faster_and_fixed_point():
     g = 0.25
     H0, _, _ = _model(19)
     W = _etf(20)
-    gnorm = (1 + g) / (C * N)                    # ‖g_c‖ for an ETF (‖w_c‖ = 1)
-    eta = 0.5 / gnorm                            # η‖g_c‖ = 0.5 ≤ min ‖h(0)‖ and ≤ 1 (Theorem 7)
+    gnorm = (1 + g) / (C * N)  # ‖g_c‖ for an ETF (‖w_c‖ = 1)
+    eta = 0.5 / gnorm  # η‖g_c‖ = 0.5 ≤ min ‖h(0)‖ and ≤ 1 (Theorem 7)
     assert 0.5 <= float(jnp.min(jnp.linalg.norm(H0, axis=0)))
     lrs = jnp.full((3000,), eta)
     _, tr = ufm.spherical_descent(H0, W, lrs, gamma=g, record_every=10)
     _, trr = ufm.spherical_descent(H0, W, lrs, gamma=g, rescaled=True, record_every=10)
     for t in (tr, trr):
         md = np.asarray(t["max_dist"])
-        assert np.all(np.diff(md) <= 1e-15)       # monotone (proof of Theorem 7)
+        assert np.all(np.diff(md) <= 1e-15)  # monotone (proof of Theorem 7)
         assert md[0] > 0.5 and md[-1] < 1e-9
         assert np.all(np.diff(np.asarray(t["mean_cos"])) >= -1e-15)
-        assert np.all(np.diff(np.asarray(t["h_norm"])) >= -1e-12)   # ‖h‖ non-decreasing
+        assert np.all(np.diff(np.asarray(t["h_norm"])) >= -1e-12)  # ‖h‖ non-decreasing
     # recorded metrics against direct evaluation at step 20
     H20 = np.asarray(ufm.spherical_descent(H0, W, lrs[:20], gamma=g))
     Hh = H20 / np.linalg.norm(H20, axis=0)
     What = np.repeat(np.asarray(W) / np.linalg.norm(np.asarray(W), axis=0), N, 1)
     np.testing.assert_allclose(tr["mean_cos"][2], np.mean(np.sum(Hh * What, 0)), rtol=1e-12)
-    np.testing.assert_allclose(tr["max_dist"][2], np.max(np.linalg.norm(Hh - What, axis=0)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        tr["max_dist"][2], np.max(np.linalg.norm(Hh - What, axis=0)), rtol=1e-12
+    )
     np.testing.assert_allclose(tr["h_norm"][2], np.linalg.norm(H20), rtol=1e-12)
     np.testing.assert_allclose(tr["loss"][2], np_loss(Hh, W, np.zeros(C), g), rtol=1e-12)
-    first = lambda t: int(np.argmax(np.asarray(t["max_dist"]) < 1e-6))  # noqa: E731
+    first = lambda t: int(np.argmax(np.asarray(t["max_dist"]) < 1e-6))
     assert first(trr) < first(tr) / 1.5, (first(trr), first(tr))
     # ĥ = −ŵ_c is a fixed point: those columns do not move, the others do. (It is unstable:
     # rounding errors of 1e-16 grow by ≤ (1 + η‖g_c‖/‖h‖) per step, so only 20 steps.)
@@ -759,11 +869,11 @@ def unhinged_ntk_rhs(g, K, eta):
         H, W, b = y
         gH, gW, gb = jax.grad(dense_loss, argnums=(0, 1, 2))(H, W, b, g)
         return (eta * (-gH) @ K, -gW, -gb)
+
     return f
 
 
-@pytest.mark.parametrize("g,rank,indefinite", [(0.1, 6, False), (0.5, 20, False),
-                                               (0.2, 8, True)])
+@pytest.mark.parametrize("g,rank,indefinite", [(0.1, 6, False), (0.5, 20, False), (0.2, 8, True)])
 def test_theorem8_closed_form_matches_rk4(g, rank, indefinite):
     H0, W0, b0 = _model(21)
     K = _kernel(22, rank, indefinite)
@@ -805,22 +915,32 @@ def test_mse_ntk_flow_is_nonlinear_unhinged_is_affine():
         return jnp.sum((W.T @ H + b[:, None] - Y) ** 2) / (2 * C * N)
 
     gH, gW, gb = jax.grad(mse, argnums=(0, 1, 2))(Ha, Wa, ba)
-    chex.assert_trees_all_close(ufm.mse_ntk_rhs(Ha, Wa, ba, K, eta=eta),
-                                (-eta * gH @ K, -gW, -gb), rtol=1e-12, atol=1e-14)
+    chex.assert_trees_all_close(
+        ufm.mse_ntk_rhs(Ha, Wa, ba, K, eta=eta), (-eta * gH @ K, -gW, -gb), rtol=1e-12, atol=1e-14
+    )
 
-    mse_flow = jax.jit(lambda y: rk4(lambda t, z: ufm.mse_ntk_rhs(*z, K, eta=eta), y, 0.0, T,
-                                     2000))
-    un_flow = lambda y: ufm.ntk_closed_form(*y, K, T, gamma=g, eta=eta)  # noqa: E731
+    mse_flow = jax.jit(lambda y: rk4(lambda t, z: ufm.mse_ntk_rhs(*z, K, eta=eta), y, 0.0, T, 2000))
+    un_flow = lambda y: ufm.ntk_closed_form(*y, K, T, gamma=g, eta=eta)
     za, zb = (H0, W0, b0), (Ha, Wa, ba)
-    mix = lambda u, v, a: jax.tree.map(lambda x, y: a * x + (1 - a) * y, u, v)  # noqa: E731
+    mix = lambda u, v, a: jax.tree.map(lambda x, y: a * x + (1 - a) * y, u, v)
     # unhinged: (H, W) flow is linear, the bias is b₀ + c₀t, so affine combinations are preserved
-    hw = lambda y: y[:2]  # noqa: E731
-    assert rel_err(hw(un_flow(jax.tree.map(lambda x: 2 * x, za))),
-                   jax.tree.map(lambda x: 2 * x, hw(un_flow(za)))) < 1e-12
+    hw = lambda y: y[:2]
+    assert (
+        rel_err(
+            hw(un_flow(jax.tree.map(lambda x: 2 * x, za))),
+            jax.tree.map(lambda x: 2 * x, hw(un_flow(za))),
+        )
+        < 1e-12
+    )
     assert rel_err(un_flow(mix(za, zb, 0.3)), mix(un_flow(za), un_flow(zb), 0.3)) < 1e-12
     # the same checks fail clearly for MSE
-    assert rel_err(hw(mse_flow(jax.tree.map(lambda x: 2 * x, za))),
-                   jax.tree.map(lambda x: 2 * x, hw(mse_flow(za)))) > 0.05
+    assert (
+        rel_err(
+            hw(mse_flow(jax.tree.map(lambda x: 2 * x, za))),
+            jax.tree.map(lambda x: 2 * x, hw(mse_flow(za))),
+        )
+        > 0.05
+    )
     assert rel_err(mse_flow(mix(za, zb, 0.3)), mix(mse_flow(za), mse_flow(zb), 0.3)) > 0.05
 
 
@@ -832,55 +952,65 @@ def test_mse_ntk_flow_is_nonlinear_unhinged_is_affine():
 def test_everything_vmaps():
     H0, W0, b0 = _model(27)
     gammas = jnp.array([0.0, 0.1, 1 / (C - 1), 0.7, 2.0])
-    vm = jax.vmap(lambda g: ufm.flow_closed_form(H0, W0, b0, 5.0, gamma=g, s=2.0,
-                                                 weight_decay=(0.1, 0.2)))(gammas)
+    vm = jax.vmap(
+        lambda g: ufm.flow_closed_form(H0, W0, b0, 5.0, gamma=g, s=2.0, weight_decay=(0.1, 0.2))
+    )(gammas)
     for i, g in enumerate(gammas):
-        loop = ufm.flow_closed_form(H0, W0, b0, 5.0, gamma=float(g), s=2.0,
-                                    weight_decay=(0.1, 0.2))
+        loop = ufm.flow_closed_form(H0, W0, b0, 5.0, gamma=float(g), s=2.0, weight_decay=(0.1, 0.2))
         assert rel_err(jax.tree.map(lambda x: x[i], vm), loop) < 1e-13
     lams = jnp.array([0.0, 0.05, 0.3])
     steps = jnp.array([0, 7, 40])
-    vg = jax.vmap(lambda lam, k: ufm.gd_closed_form(H0, W0, b0, k, 0.4, gamma=0.2, s=0.5,
-                                                    weight_decay=(lam, lam)))(lams, steps)
-    vs = jax.vmap(lambda scale, s: ufm.gradient_descent(H0, W0, b0, scale * jnp.full((40,), 0.4),
-                                                        gamma=0.2, s=s, weight_decay=(0.3, 0.3)))(
-        jnp.array([0.5, 1.0]), jnp.array([0.5, 2.0]))
+    vg = jax.vmap(
+        lambda lam, k: ufm.gd_closed_form(
+            H0, W0, b0, k, 0.4, gamma=0.2, s=0.5, weight_decay=(lam, lam)
+        )
+    )(lams, steps)
+    vs = jax.vmap(
+        lambda scale, s: ufm.gradient_descent(
+            H0, W0, b0, scale * jnp.full((40,), 0.4), gamma=0.2, s=s, weight_decay=(0.3, 0.3)
+        )
+    )(jnp.array([0.5, 1.0]), jnp.array([0.5, 2.0]))
     for i in range(3):
-        loop = ufm.gd_closed_form(H0, W0, b0, int(steps[i]), 0.4, gamma=0.2, s=0.5,
-                                  weight_decay=(float(lams[i]),) * 2)
+        loop = ufm.gd_closed_form(
+            H0, W0, b0, int(steps[i]), 0.4, gamma=0.2, s=0.5, weight_decay=(float(lams[i]),) * 2
+        )
         assert rel_err(jax.tree.map(lambda x: x[i], vg), loop) < 1e-12
     for i, (sc, s) in enumerate([(0.5, 0.5), (1.0, 2.0)]):
-        loop = ufm.gd_closed_form(H0, W0, b0, 40, 0.4 * sc, gamma=0.2, s=s,
-                                  weight_decay=(0.3, 0.3))
+        loop = ufm.gd_closed_form(H0, W0, b0, 40, 0.4 * sc, gamma=0.2, s=s, weight_decay=(0.3, 0.3))
         assert rel_err(jax.tree.map(lambda x: x[i], vs), loop) < 1e-10
     W = _etf(28)
     K = _kernel(29, 8)
-    for fn in (lambda g: ufm.anchored_closed_form(H0, W, 3.0, gamma=g, weight_decay=g),
-               lambda g: ufm.anchored_descent(H0, W, jnp.full((5,), 0.3), gamma=g,
-                                              weight_decay=g),
-               lambda g: ufm.spherical_descent(H0, W, jnp.full((5,), 0.3), gamma=g),
-               lambda g: ufm.ntk_closed_form(H0, W0, b0, K, 2.0, gamma=g),
-               lambda g: ufm.limit_direction(H0, W0, gamma=g, s=1.0 + g),
-               lambda g: ufm.critical_weight_decay(C, N, g)):
+    for fn in (
+        lambda g: ufm.anchored_closed_form(H0, W, 3.0, gamma=g, weight_decay=g),
+        lambda g: ufm.anchored_descent(H0, W, jnp.full((5,), 0.3), gamma=g, weight_decay=g),
+        lambda g: ufm.spherical_descent(H0, W, jnp.full((5,), 0.3), gamma=g),
+        lambda g: ufm.ntk_closed_form(H0, W0, b0, K, 2.0, gamma=g),
+        lambda g: ufm.limit_direction(H0, W0, gamma=g, s=1.0 + g),
+        lambda g: ufm.critical_weight_decay(C, N, g),
+    ):
         out = jax.vmap(fn)(gammas)
         for i, g in enumerate(gammas):
-            chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], out), fn(float(g)),
-                                        rtol=1e-12, atol=1e-13)
+            chex.assert_trees_all_close(
+                jax.tree.map(lambda x: x[i], out), fn(float(g)), rtol=1e-12, atol=1e-13
+            )
 
 
 def _fd_grad(f, x, h=1e-6):
-    if x == 0.0:          # every parameter is ≥ 0: one-sided (second-order) difference at 0
+    if x == 0.0:  # every parameter is ≥ 0: one-sided (second-order) difference at 0
         return (-3 * f(x) + 4 * f(x + h) - f(x + 2 * h)) / (2 * h)
     return (f(x + h) - f(x - h)) / (2 * h)
 
 
-@pytest.mark.parametrize("point", [
-    dict(g=1 / (C - 1), lam=(0.0, 0.0), s=1.0, zeta=2.0),    # σ₂ = 0, λ = 0
-    dict(g=1 / (C - 1), lam=(0.1, 0.1), s=1.0, zeta=2.0),    # σ₂ = 0 and sλ₁ = λ₂: d = 0 in E2
-    dict(g=0.0, lam=(0.0, 0.0), s=1.0, zeta=0.0),            # ζ = 0
-    dict(g=0.3, lam=(0.0, 0.2), s=0.0, zeta=1.5),            # s = 0 (H frozen)
-    dict(g=0.3, lam=(0.2, 0.0), s=0.0, zeta=1.5),            # s = 0, λ₂ = 0: d = 0, D ≠ 0
-])
+@pytest.mark.parametrize(
+    "point",
+    [
+        dict(g=1 / (C - 1), lam=(0.0, 0.0), s=1.0, zeta=2.0),  # σ₂ = 0, λ = 0
+        dict(g=1 / (C - 1), lam=(0.1, 0.1), s=1.0, zeta=2.0),  # σ₂ = 0 and sλ₁ = λ₂: d = 0 in E2
+        dict(g=0.0, lam=(0.0, 0.0), s=1.0, zeta=0.0),  # ζ = 0
+        dict(g=0.3, lam=(0.0, 0.2), s=0.0, zeta=1.5),  # s = 0 (H frozen)
+        dict(g=0.3, lam=(0.2, 0.0), s=0.0, zeta=1.5),  # s = 0, λ₂ = 0: d = 0, D ≠ 0
+    ],
+)
 def test_gradients_finite_and_correct_at_degenerate_points(point):
     H0, W0, b0 = _model(30)
     g, (l1, l2), s, zeta = point["g"], point["lam"], point["s"], point["zeta"]
@@ -898,21 +1028,33 @@ def test_gradients_finite_and_correct_at_degenerate_points(point):
         grads_ = jax.grad(fn, argnums=(0, 1, 2, 3, 4))(*args)
         assert all(np.isfinite(float(x)) for x in grads_)
         for k in range(5):
-            fd = _fd_grad(lambda x, k=k: float(fn(*[x if j == k else a
-                                                    for j, a in enumerate(args)])), args[k])
+            fd = _fd_grad(
+                lambda x, k=k: float(fn(*[x if j == k else a for j, a in enumerate(args)])), args[k]
+            )
             np.testing.assert_allclose(float(grads_[k]), fd, rtol=1e-6, atol=1e-6)
     # values at the degenerate point: GD closed form = iterated GD, flow is continuous there
     lrs = jnp.full((6,), 0.3)
-    assert rel_err(ufm.gd_closed_form(H0, W0, b0, 6, 0.3, gamma=g, s=s, weight_decay=(l1, l2)),
-                   ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=s,
-                                        weight_decay=(l1, l2))) < 1e-12
-    assert rel_err(ufm.gd_closed_form(H0, W0, b0, None, lrs, gamma=g, s=s, weight_decay=(l1, l2)),
-                   ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=s,
-                                        weight_decay=(l1, l2))) < 1e-12
-    near = ufm.flow_closed_form(H0, W0, b0, zeta + 1e-9, gamma=g + 1e-9, s=s + 1e-9,
-                                weight_decay=(l1 + 1e-9, l2))
-    assert rel_err(ufm.flow_closed_form(H0, W0, b0, zeta, gamma=g, s=s, weight_decay=(l1, l2)),
-                   near) < 1e-7
+    assert (
+        rel_err(
+            ufm.gd_closed_form(H0, W0, b0, 6, 0.3, gamma=g, s=s, weight_decay=(l1, l2)),
+            ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=s, weight_decay=(l1, l2)),
+        )
+        < 1e-12
+    )
+    assert (
+        rel_err(
+            ufm.gd_closed_form(H0, W0, b0, None, lrs, gamma=g, s=s, weight_decay=(l1, l2)),
+            ufm.gradient_descent(H0, W0, b0, lrs, gamma=g, s=s, weight_decay=(l1, l2)),
+        )
+        < 1e-12
+    )
+    near = ufm.flow_closed_form(
+        H0, W0, b0, zeta + 1e-9, gamma=g + 1e-9, s=s + 1e-9, weight_decay=(l1 + 1e-9, l2)
+    )
+    assert (
+        rel_err(ufm.flow_closed_form(H0, W0, b0, zeta, gamma=g, s=s, weight_decay=(l1, l2)), near)
+        < 1e-7
+    )
     # values at λ₂ = 0 equal the limit of the (1 − e^{−λζ})/λ bias formula
     b_small = ufm.flow_closed_form(H0, W0, b0, 3.0, gamma=0.2, weight_decay=(0.0, 1e-9))[2]
     b_zero = ufm.flow_closed_form(H0, W0, b0, 3.0, gamma=0.2)[2]
@@ -923,14 +1065,16 @@ def test_float32_inputs_work_without_x64():
     with jax.enable_x64(False):
         H0, W0, b0 = _model(31)
         assert H0.dtype == jnp.float32
-        out = ufm.flow_closed_form(H0, W0, b0, jnp.array([1.0, 4.0]), gamma=0.1, s=2.0,
-                                   weight_decay=(0.1, 0.1))
+        out = ufm.flow_closed_form(
+            H0, W0, b0, jnp.array([1.0, 4.0]), gamma=0.1, s=2.0, weight_decay=(0.1, 0.1)
+        )
         gd = ufm.gradient_descent(H0, W0, b0, jnp.full((50,), 0.3), gamma=0.1, record_every=10)
         assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(out))
         assert gd[0][0].dtype == jnp.float32
     H64, W64, b64 = (jnp.asarray(x, jnp.float64) for x in (H0, W0, b0))
-    ref = ufm.flow_closed_form(H64, W64, b64, jnp.array([1.0, 4.0]), gamma=0.1, s=2.0,
-                               weight_decay=(0.1, 0.1))
+    ref = ufm.flow_closed_form(
+        H64, W64, b64, jnp.array([1.0, 4.0]), gamma=0.1, s=2.0, weight_decay=(0.1, 0.1)
+    )
     assert rel_err(jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), out), ref) < 1e-5
     ref_gd = ufm.gd_closed_form(H64, W64, b64, 50, 0.3, gamma=0.1)
     assert rel_err(jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), gd[0]), ref_gd) < 1e-5
@@ -956,12 +1100,18 @@ def test_bad_arguments_raise_value_error_naming_the_argument():
         (lambda: ufm.eigenvalues(C, 0, 0.1), r"\bN must be >= 1"),
         (lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=-1.0), r"gamma must be >= 0"),
         (lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, s=-0.5), r"\bs must be >= 0"),
-        (lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=(-0.1, 0.0)),
-         r"weight_decay\[0\] \(lambda1\) must be >= 0"),
-        (lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=(0.0, -2.0)),
-         r"weight_decay\[1\] \(lambda2\)"),
-        (lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=0.1),
-         r"weight_decay must be a pair"),
+        (
+            lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=(-0.1, 0.0)),
+            r"weight_decay\[0\] \(lambda1\) must be >= 0",
+        ),
+        (
+            lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=(0.0, -2.0)),
+            r"weight_decay\[1\] \(lambda2\)",
+        ),
+        (
+            lambda: ufm.flow_closed_form(H, W, b, 1.0, gamma=0.1, weight_decay=0.1),
+            r"weight_decay must be a pair",
+        ),
         (lambda: ufm.flow_closed_form(H, W, b, -1.0, gamma=0.1), r"zeta must be >= 0"),
         (lambda: ufm.flow_closed_form(H, W, b, jnp.ones((2, 2)), gamma=0.1), r"zeta must have"),
         (lambda: ufm.flow_closed_form(H[:, :14], W, b, 1.0, gamma=0.1), r"columns of H0"),
@@ -974,26 +1124,46 @@ def test_bad_arguments_raise_value_error_naming_the_argument():
         (lambda: ufm.gradient_descent(H, W, b, lrs[None], gamma=0.1), r"lrs must be a 1-D"),
         (lambda: ufm.gradient_descent(H, W, b, -lrs, gamma=0.1), r"lrs must be >= 0"),
         (lambda: ufm.gradient_descent(H, W, b[:2], lrs, gamma=0.1), r"b0 must have shape"),
-        (lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, record_every=0),
-         r"record_every must be >= 1"),
-        (lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, reference=(H, W[:, :2])),
-         r"reference"),
-        (lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, record_every=2, metrics_fn=3),
-         r"metrics_fn must be callable"),
-        (lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, record_every=2, reference=(H, W),
-                                      metrics_fn=lambda *a: {}), r"reference"),
+        (
+            lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, record_every=0),
+            r"record_every must be >= 1",
+        ),
+        (
+            lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, reference=(H, W[:, :2])),
+            r"reference",
+        ),
+        (
+            lambda: ufm.gradient_descent(H, W, b, lrs, gamma=0.1, record_every=2, metrics_fn=3),
+            r"metrics_fn must be callable",
+        ),
+        (
+            lambda: ufm.gradient_descent(
+                H, W, b, lrs, gamma=0.1, record_every=2, reference=(H, W), metrics_fn=lambda *a: {}
+            ),
+            r"reference",
+        ),
         (lambda: ufm.limit_direction(H, W, gamma=0.1, s=0.0), r"\bs must be > 0"),
         (lambda: ufm.critical_weight_decay(C, N, -1.0), r"gamma"),
-        (lambda: ufm.anchored_closed_form(H, W, 1.0, gamma=0.1, weight_decay=-0.1),
-         r"weight_decay must be >= 0"),
-        (lambda: ufm.anchored_descent(H, W[:-1], lrs, gamma=0.1, weight_decay=0.1),
-         r"H0 and W must have the same number of rows"),
+        (
+            lambda: ufm.anchored_closed_form(H, W, 1.0, gamma=0.1, weight_decay=-0.1),
+            r"weight_decay must be >= 0",
+        ),
+        (
+            lambda: ufm.anchored_descent(H, W[:-1], lrs, gamma=0.1, weight_decay=0.1),
+            r"H0 and W must have the same number of rows",
+        ),
         (lambda: ufm.spherical_descent(H, W, lrs, gamma=0.1, rescaled=1), r"rescaled"),
         (lambda: ufm.ntk_closed_form(H, W, b, jnp.eye(4), 1.0, gamma=0.1), r"K must be a"),
-        (lambda: ufm.ntk_closed_form(H, W, b, jnp.triu(jnp.ones((C * N, C * N))), 1.0,
-                                     gamma=0.1), r"K must be symmetric"),
-        (lambda: ufm.ntk_closed_form(H, W, b, jnp.eye(C * N), 1.0, gamma=0.1, eta=-1.0),
-         r"eta must be >= 0"),
+        (
+            lambda: ufm.ntk_closed_form(
+                H, W, b, jnp.triu(jnp.ones((C * N, C * N))), 1.0, gamma=0.1
+            ),
+            r"K must be symmetric",
+        ),
+        (
+            lambda: ufm.ntk_closed_form(H, W, b, jnp.eye(C * N), 1.0, gamma=0.1, eta=-1.0),
+            r"eta must be >= 0",
+        ),
     ]
     for fn, pattern in cases:
         with pytest.raises(ValueError, match=pattern):
@@ -1014,8 +1184,13 @@ def test_notes_numbers_late_log_growth():
     H0 = jax.random.normal(k1, (p, c * n))
     W0 = jax.random.normal(k2, (p, c))
     b0 = jnp.zeros(c)
-    notes = {0.0: 3.1618e-4, 0.001: 3.1649e-4, 0.005: 3.1776e-4, 1 / 99: 3.1937e-4,
-             0.05: 1.24832e-3}
+    notes = {
+        0.0: 3.1618e-4,
+        0.001: 3.1649e-4,
+        0.005: 3.1776e-4,
+        1 / 99: 3.1937e-4,
+        0.05: 1.24832e-3,
+    }
     K = 400_000
 
     def log_norm(H, W):
@@ -1029,5 +1204,6 @@ def test_notes_numbers_late_log_growth():
         np.testing.assert_allclose(growth, math.log1p(eta * max(s1, abs(s2))), rtol=1e-6)
         np.testing.assert_allclose(growth, expected, rtol=5e-5)
     # the paper's "3.95/(C√N)" at γ = 0.05 is |σ₂|
-    np.testing.assert_allclose(abs(float(ufm.eigenvalues(c, n, 0.05)[1])) * c * math.sqrt(n), 3.95,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        abs(float(ufm.eigenvalues(c, n, 0.05)[1])) * c * math.sqrt(n), 3.95, rtol=1e-12
+    )

@@ -64,10 +64,10 @@ def test_weight_decay_sweep_threshold_behaviour():
     lam_star = (1 + 0.25) / (5 * math.sqrt(3))
     assert res["params"]["weight_decay"][1] == pytest.approx(lam_star)
     log_w = np.asarray(res["sim"]["log_norm_W"])
-    assert log_w[0, -1] > log_w[0, 0] + 1          # below λ*: grows
-    assert log_w[2, -1] < log_w[2, 0] - 1          # above λ*: shrinks
+    assert log_w[0, -1] > log_w[0, 0] + 1  # below λ*: grows
+    assert log_w[2, -1] < log_w[2, 0] - 1  # above λ*: shrinks
     dist = np.asarray(res["sim"]["dist_W_P"])
-    assert dist[1, -1] < 1e-6                      # at λ*: W → P (Corollary 5, s = 1)
+    assert dist[1, -1] < 1e-6  # at λ*: W → P (Corollary 5, s = 1)
 
 
 def test_critical_sweep_over_gamma_uses_each_gammas_lambda_star():
@@ -99,13 +99,16 @@ def test_save_writes_json_and_png(tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("sweep_field", "momentum", "sweep_field"),
-    ("sweep_values", (0.1, "huge"), "weight_decay"),
-    ("record_every", 7, "record_every"),
-    ("kind", "cubic", "kind"),
-    ("dtype", "float16", "dtype"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("sweep_field", "momentum", "sweep_field"),
+        ("sweep_values", (0.1, "huge"), "weight_decay"),
+        ("record_every", 7, "record_every"),
+        ("kind", "cubic", "kind"),
+        ("dtype", "float16", "dtype"),
+    ],
+)
 def test_bad_figure_configs(field, value, match):
     cfg = _tiny(fig1.get_config(), steps=100, every=50)
     setattr(cfg, field, value)
@@ -117,10 +120,24 @@ def test_bad_figure_configs(field, value, match):
 
 def test_cli_runs(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "launch.dynamics", "--config", "configs/dynamics/fig1.py",
-         "--config.feature_dim=6", "--config.num_classes=4", "--config.num_per_class=2",
-         "--config.steps=200", "--config.record_every=100", f"--config.out_dir={tmp_path}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "launch.dynamics",
+            "--config",
+            "configs/dynamics/fig1.py",
+            "--config.feature_dim=6",
+            "--config.num_classes=4",
+            "--config.num_per_class=2",
+            "--config.steps=200",
+            "--config.record_every=100",
+            f"--config.out_dir={tmp_path}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "predicted" in out.stdout
     assert (tmp_path / "fig1_unconstrained.png").exists()

@@ -25,8 +25,9 @@ import importlib.util
 import math
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ul_jax.data.registry import SOURCES
 from ul_jax.models import ARCHS
@@ -77,20 +78,27 @@ def _is_real(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def integer(lo: int, need: str | None = None, *, none: bool = False, off: int | None = None) -> Rule:
+def integer(
+    lo: int, need: str | None = None, *, none: bool = False, off: int | None = None
+) -> Rule:
     """An int ``>= lo`` (``none``: or ``None``; ``off``: or that sentinel value)."""
+
     def ok(v):
         return (none and v is None) or (_is_int(v) and (v == off or v >= lo))
+
     return Rule(ok, need or f"an integer >= {lo}")
 
 
-def number(lo: float, need: str, *, strict: bool = False, hi: float | None = None,
-           none: bool = False) -> Rule:
+def number(
+    lo: float, need: str, *, strict: bool = False, hi: float | None = None, none: bool = False
+) -> Rule:
     """A finite int or float ``>= lo`` (``strict``: ``> lo``; ``hi``: ``< hi``)."""
+
     def ok(v):
         if none and v is None:
             return True
         return _is_real(v) and (v > lo if strict else v >= lo) and (hi is None or v < hi)
+
     return Rule(ok, need)
 
 
@@ -119,95 +127,261 @@ class Field:
 
 F = Field
 FIELDS: tuple[Field, ...] = (
-    F("seed", "int", 0, "model init, train order and augmentation keys augment_key(seed, step): "
-      "the whole run is a function of the config", integer(0)),
+    F(
+        "seed",
+        "int",
+        0,
+        "model init, train order and augmentation keys augment_key(seed, step): "
+        "the whole run is a function of the config",
+        integer(0),
+    ),
     # ---- data
-    F("data.name", "str", "cifar10", "training set: a trainable dataset of ul_jax.data.registry "
-      "(cifar10, cifar100, digits, cifar10_split_id, imagenet100)", shape=True),
-    F("data.source", "str", "image_folder", "the loader; one the registry lists for data.name",
-      one_of(SOURCES)),
+    F(
+        "data.name",
+        "str",
+        "cifar10",
+        "training set: a trainable dataset of ul_jax.data.registry "
+        "(cifar10, cifar100, digits, cifar10_split_id, imagenet100)",
+        shape=True,
+    ),
+    F(
+        "data.source",
+        "str",
+        "image_folder",
+        "the loader; one the registry lists for data.name",
+        one_of(SOURCES),
+    ),
     F("data.data_dir", "str | None", None, "data directory (None: the source's default)"),
-    F("data.image_size", "int | None", None, "digits size / optional resize / ImageNet crop",
-      integer(1, "None or a positive integer", none=True)),
-    F("data.imbalance_ratio", "float | None", None, "long-tailed train split with this ratio "
-      "rho of largest to smallest class (None: the full split)",
-      number(1, "None or a number >= 1", none=True)),
-    F("data.imbalance_kind", "str", "exp", "class-count profile of the long-tailed split",
-      one_of(("exp", "step"), "'exp' or 'step'")),
-    F("data.seed", "int", 0, "digits split, long-tailed subset and validation split",
-      integer(0)),
-    F("data.validation_per_class", "int", 0, "k > 0 holds k train images of every class out as "
-      "a balanced validation set, logged as val/* (0: none)",
-      integer(0, "an integer >= 0 (0: no validation split)"), optional=True),
+    F(
+        "data.image_size",
+        "int | None",
+        None,
+        "digits size / optional resize / ImageNet crop",
+        integer(1, "None or a positive integer", none=True),
+    ),
+    F(
+        "data.imbalance_ratio",
+        "float | None",
+        None,
+        "long-tailed train split with this ratio "
+        "rho of largest to smallest class (None: the full split)",
+        number(1, "None or a number >= 1", none=True),
+    ),
+    F(
+        "data.imbalance_kind",
+        "str",
+        "exp",
+        "class-count profile of the long-tailed split",
+        one_of(("exp", "step"), "'exp' or 'step'"),
+    ),
+    F("data.seed", "int", 0, "digits split, long-tailed subset and validation split", integer(0)),
+    F(
+        "data.validation_per_class",
+        "int",
+        0,
+        "k > 0 holds k train images of every class out as "
+        "a balanced validation set, logged as val/* (0: none)",
+        integer(0, "an integer >= 0 (0: no validation split)"),
+        optional=True,
+    ),
     F("data.augment", "str", "crop_flip", "on-device augmentation", one_of(AUGMENTS)),
     F("data.crop_padding", "int", 4, "zero padding before the random crop", integer(0)),
     F("data.num_threads", "int | None", None, "ImageNet decode threads (None: automatic)"),
     # ---- model
     F("model.arch", "str", "resnet18", "the ResNet trunk", one_of(sorted(ARCHS)), shape=True),
-    F("model.stem", "str", "cifar", "3x3 (cifar) or 7x7 + max-pool (imagenet) first layer",
-      one_of(("cifar", "imagenet"), "'cifar' or 'imagenet'"), shape=True),
-    F("model.final_relu", "bool", False, "ReLU on the features before the head (PAL/FNPAL: "
-      "none, App. C.2)"),
-    F("model.width_multiplier", "float", 1.0, "channel width factor",
-      number(0, "a number > 0", strict=True), shape=True),
-    F("model.dtype", "str", "float32", "compute dtype (parameters stay float32)",
-      one_of(DTYPES)),
+    F(
+        "model.stem",
+        "str",
+        "cifar",
+        "3x3 (cifar) or 7x7 + max-pool (imagenet) first layer",
+        one_of(("cifar", "imagenet"), "'cifar' or 'imagenet'"),
+        shape=True,
+    ),
+    F(
+        "model.final_relu",
+        "bool",
+        False,
+        "ReLU on the features before the head (PAL/FNPAL: none, App. C.2)",
+    ),
+    F(
+        "model.width_multiplier",
+        "float",
+        1.0,
+        "channel width factor",
+        number(0, "a number > 0", strict=True),
+        shape=True,
+    ),
+    F("model.dtype", "str", "float32", "compute dtype (parameters stay float32)", one_of(DTYPES)),
     # ---- head
-    F("head.kind", "str", "pal", "linear (learnable), pal (fixed simplex ETF) or fnpal "
-      "(s * cos(w_c, h))", one_of(HEADS), shape=True),
-    F("head.scale", "float", 1.0, "PAL prototype norm, FNPAL logit scale s, linear init scale",
-      number(0, "a number > 0", strict=True)),
-    F("head.bias", "bool", True, "a learnable bias (False for PAL/FNPAL: configs/common.py "
-      "says why)", shape=True),
-    F("head.init", "str", "random", "linear head init", one_of(("random", "etf"),
-                                                                "'random' or 'etf'")),
+    F(
+        "head.kind",
+        "str",
+        "pal",
+        "linear (learnable), pal (fixed simplex ETF) or fnpal (s * cos(w_c, h))",
+        one_of(HEADS),
+        shape=True,
+    ),
+    F(
+        "head.scale",
+        "float",
+        1.0,
+        "PAL prototype norm, FNPAL logit scale s, linear init scale",
+        number(0, "a number > 0", strict=True),
+    ),
+    F(
+        "head.bias",
+        "bool",
+        True,
+        "a learnable bias (False for PAL/FNPAL: configs/common.py says why)",
+        shape=True,
+    ),
+    F(
+        "head.init",
+        "str",
+        "random",
+        "linear head init",
+        one_of(("random", "etf"), "'random' or 'etf'"),
+    ),
     F("head.prototype_seed", "int", 0, "rotation of the fixed PAL/FNPAL prototypes", shape=True),
     # ---- objective
     F("objective.loss", "str", "ul", "the classification loss", one_of(sorted(LOSSES))),
-    F("objective.gamma", "float | None", None, "UL gamma (None: 1/(C-1)); loss 'ul' only",
-      number(0, "None (= 1/(C-1)) or a finite number >= 0", none=True)),
-    F("objective.efr_weight", "float", 0.0, "EFR lambda of the sum over the batch of ||h_i||^2 "
-      "(ul_jax/objectives.py)", number(0, "a finite number >= 0 (the EFR λ)")),
-    F("objective.rlr", "bool", False, "rescaled learning rate: per-example weight sg(||h_i||) "
-      "(Sec. 4.3)", BOOL),
+    F(
+        "objective.gamma",
+        "float | None",
+        None,
+        "UL gamma (None: 1/(C-1)); loss 'ul' only",
+        number(0, "None (= 1/(C-1)) or a finite number >= 0", none=True),
+    ),
+    F(
+        "objective.efr_weight",
+        "float",
+        0.0,
+        "EFR lambda of the sum over the batch of ||h_i||^2 (ul_jax/objectives.py)",
+        number(0, "a finite number >= 0 (the EFR λ)"),
+    ),
+    F(
+        "objective.rlr",
+        "bool",
+        False,
+        "rescaled learning rate: per-example weight sg(||h_i||) (Sec. 4.3)",
+        BOOL,
+    ),
     # ---- optimizer
-    F("optimizer.lr", "float", 0.1, "peak learning rate",
-      number(0, "a finite number > 0", strict=True)),
-    F("optimizer.momentum", "float", 0.9, "SGD momentum (0: no momentum buffers)",
-      number(0, "in [0, 1)", hi=1), shape=lambda v: None if v is None else bool(v > 0)),
+    F(
+        "optimizer.lr",
+        "float",
+        0.1,
+        "peak learning rate",
+        number(0, "a finite number > 0", strict=True),
+    ),
+    F(
+        "optimizer.momentum",
+        "float",
+        0.9,
+        "SGD momentum (0: no momentum buffers)",
+        number(0, "in [0, 1)", hi=1),
+        shape=lambda v: None if v is None else bool(v > 0),
+    ),
     F("optimizer.nesterov", "bool", False, "Nesterov momentum", BOOL),
-    F("optimizer.weight_decay", "float", 5e-4, "coupled L2 weight decay",
-      number(0, "a finite number >= 0")),
-    F("optimizer.weight_decay_on", "str", "all", "decayed parameters",
-      one_of(("all", "kernels"), "'all' or 'kernels'")),
-    F("optimizer.schedule", "str", "cosine", "cosine (to 0) or constant learning rate",
-      one_of(("cosine", "constant"), "'cosine' or 'constant'")),
-    F("optimizer.warmup_epochs", "float", 0.0, "linear warm-up length in epochs",
-      number(0, "a number >= 0")),
+    F(
+        "optimizer.weight_decay",
+        "float",
+        5e-4,
+        "coupled L2 weight decay",
+        number(0, "a finite number >= 0"),
+    ),
+    F(
+        "optimizer.weight_decay_on",
+        "str",
+        "all",
+        "decayed parameters",
+        one_of(("all", "kernels"), "'all' or 'kernels'"),
+    ),
+    F(
+        "optimizer.schedule",
+        "str",
+        "cosine",
+        "cosine (to 0) or constant learning rate",
+        one_of(("cosine", "constant"), "'cosine' or 'constant'"),
+    ),
+    F(
+        "optimizer.warmup_epochs",
+        "float",
+        0.0,
+        "linear warm-up length in epochs",
+        number(0, "a number >= 0"),
+    ),
     # ---- loop
-    F("batch_size", "int", 256, "global train batch, split over all devices",
-      integer(1, "a positive integer")),
+    F(
+        "batch_size",
+        "int",
+        256,
+        "global train batch, split over all devices",
+        integer(1, "a positive integer"),
+    ),
     F("eval_batch_size", "int", 256, "global eval batch", integer(1, "a positive integer")),
     F("num_epochs", "int", 200, "train epochs (when num_train_steps is -1)", integer(1)),
-    F("num_train_steps", "int", -1, "train steps (-1: num_epochs x floor(n_train / "
-      "batch_size))", integer(1, "-1 (use num_epochs) or an integer >= 1", off=-1)),
-    F("log_every", "int", 50, "steps between metrics.jsonl lines",
-      integer(1, "an integer >= 1 (steps)")),
-    F("eval_every", "int", 0, "steps between test-set evaluations (0: every epoch)",
-      integer(0, "an integer >= 0 (steps; 0 = once per epoch)")),
-    F("checkpoint_every", "int", 0, "steps between checkpoints (0: every epoch)",
-      integer(0, "an integer >= 0 (steps; 0 = once per epoch)")),
+    F(
+        "num_train_steps",
+        "int",
+        -1,
+        "train steps (-1: num_epochs x floor(n_train / batch_size))",
+        integer(1, "-1 (use num_epochs) or an integer >= 1", off=-1),
+    ),
+    F(
+        "log_every",
+        "int",
+        50,
+        "steps between metrics.jsonl lines",
+        integer(1, "an integer >= 1 (steps)"),
+    ),
+    F(
+        "eval_every",
+        "int",
+        0,
+        "steps between test-set evaluations (0: every epoch)",
+        integer(0, "an integer >= 0 (steps; 0 = once per epoch)"),
+    ),
+    F(
+        "checkpoint_every",
+        "int",
+        0,
+        "steps between checkpoints (0: every epoch)",
+        integer(0, "an integer >= 0 (steps; 0 = once per epoch)"),
+    ),
     F("keep_checkpoints", "int", 3, "checkpoints kept", integer(1)),
     F("tensorboard", "bool", True, "also write TensorBoard event files", BOOL),
-    F("debug_nonfinite_at_step", "int", -1, "test hook: an infinite learning rate at this step "
-      "(-1: off)", integer(1, "-1 (off) or a step >= 1", off=-1)),
-    F("restart", "bool", False, "start from step 0 over an earlier run's files that hold no "
-      "usable checkpoint, moving them to WORKDIR/previous_<time>/ (a usable checkpoint is "
-      "always resumed; docs/RELIABILITY.md)", BOOL, optional=True),
-    F("variant", "str", None, "the variant configs/common.py:apply_variant set (ce, ul, "
-      "ul_pal, ...); informational", optional=True),
-    F("experiment", "str", None, "the paper experiment a configs/paper or configs/cpu file "
-      "built; informational", optional=True),
+    F(
+        "debug_nonfinite_at_step",
+        "int",
+        -1,
+        "test hook: an infinite learning rate at this step (-1: off)",
+        integer(1, "-1 (off) or a step >= 1", off=-1),
+    ),
+    F(
+        "restart",
+        "bool",
+        False,
+        "start from step 0 over an earlier run's files that hold no "
+        "usable checkpoint, moving them to WORKDIR/previous_<time>/ (a usable checkpoint is "
+        "always resumed; docs/RELIABILITY.md)",
+        BOOL,
+        optional=True,
+    ),
+    F(
+        "variant",
+        "str",
+        None,
+        "the variant configs/common.py:apply_variant set (ce, ul, ul_pal, ...); informational",
+        optional=True,
+    ),
+    F(
+        "experiment",
+        "str",
+        None,
+        "the paper experiment a configs/paper or configs/cpu file built; informational",
+        optional=True,
+    ),
 )
 del F
 FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -286,12 +460,17 @@ def shape_view(field: str, flat: Mapping[str, Any]) -> Any:
 def describe_fields() -> str:
     """Every field: name, type, default, allowed values, meaning, and whether a resume may
     change it (the text of ``python -m launch.train --config_help``)."""
-    lines = ["Training config fields (ul_jax/config.py; defaults in configs/common.py). Override "
-             "any of them as --config.<field>=<value>.", ""]
+    lines = [
+        "Training config fields (ul_jax/config.py; defaults in configs/common.py). Override "
+        "any of them as --config.<field>=<value>.",
+        "",
+    ]
     for f in FIELDS:
-        notes = [f"must be {f.rule.need}" if f.rule else None,
-                 "changes checkpoint shapes: a resume may not change it" if f.shape else None,
-                 "optional" if f.optional else None]
+        notes = [
+            f"must be {f.rule.need}" if f.rule else None,
+            "changes checkpoint shapes: a resume may not change it" if f.shape else None,
+            "optional" if f.optional else None,
+        ]
         lines.append(f"{f.name} ({f.type}, default {f.default!r})")
         lines.append(f"    {f.doc}")
         lines.extend(f"    {n}" for n in notes if n)
@@ -309,8 +488,9 @@ def ensure_on_path(root: str | Path = REPO_ROOT) -> None:
         sys.path.insert(0, str(root))
 
 
-def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None,
-                     seed: int | None = None):
+def load_config_file(
+    spec: str, overrides: Mapping[str, Any] | None = None, seed: int | None = None
+):
     """``"configs/x.py[:arg]"`` → ``get_config(arg)`` of that file, with the dotted ``overrides``
     (:func:`set_field`) and ``seed`` applied.
 
@@ -332,8 +512,9 @@ def load_config_file(spec: str, overrides: Mapping[str, Any] | None = None,
     else:
         file, root = (REPO_ROOT / p).resolve(), REPO_ROOT
     if not file.is_file():
-        raise FileNotFoundError(f"config file {path!r} not found (relative to {Path.cwd()} or "
-                                f"{REPO_ROOT})")
+        raise FileNotFoundError(
+            f"config file {path!r} not found (relative to {Path.cwd()} or {REPO_ROOT})"
+        )
     ensure_on_path(root)
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
@@ -359,7 +540,8 @@ def define_config_flag(name: str, help_string: str, lock_config: bool = True):
             except (TypeError, ValueError, OSError) as e:
                 # absl keeps only the message of a TypeError/ValueError: put the trace in it
                 raise (type(e) if isinstance(e, (TypeError, ValueError)) else ValueError)(
-                    "Error whilst parsing config file:\n\n" + traceback.format_exc()) from None
+                    "Error whilst parsing config file:\n\n" + traceback.format_exc()
+                ) from None
             if lock_config and callable(getattr(config, "lock", None)):
                 config.lock()
             return config

@@ -21,12 +21,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
-                      allow_nan: bool = False, default=None, sort_keys: bool = False) -> Path:
+def write_json_atomic(
+    path: str | os.PathLike,
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    allow_nan: bool = False,
+    default=None,
+    sort_keys: bool = False,
+) -> Path:
     """``json.dumps(obj, ...)`` plus a newline, written with :func:`write_text_atomic`.
 
     ``allow_nan=False`` (the default) refuses NaN/inf (not valid JSON); ``default`` converts
     values ``json`` does not know (e.g. NumPy scalars)."""
-    text = json.dumps(obj, indent=indent, allow_nan=allow_nan, default=default,
-                      sort_keys=sort_keys)
+    text = json.dumps(obj, indent=indent, allow_nan=allow_nan, default=default, sort_keys=sort_keys)
     return write_text_atomic(path, text + "\n")

@@ -19,8 +19,9 @@ Heads:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -31,7 +32,15 @@ from ul_jax.prototypes import simplex_etf
 
 ModuleDef = Any
 
-__all__ = ["ResNet", "ClassifierHead", "Classifier", "build_model", "ARCHS", "feature_dim", "count_params"]
+__all__ = [
+    "ResNet",
+    "ClassifierHead",
+    "Classifier",
+    "build_model",
+    "ARCHS",
+    "feature_dim",
+    "count_params",
+]
 
 
 class BasicBlock(nn.Module):
@@ -51,8 +60,9 @@ class BasicBlock(nn.Module):
         y = self.conv(self.filters, (3, 3))(y)
         y = self.norm(scale_init=nn.initializers.zeros_init())(y)
         if residual.shape != y.shape:
-            residual = self.conv(self.filters, (1, 1), (self.strides, self.strides),
-                                 name="conv_proj")(residual)
+            residual = self.conv(
+                self.filters, (1, 1), (self.strides, self.strides), name="conv_proj"
+            )(residual)
             residual = self.norm(name="norm_proj")(residual)
         y = residual + y
         return nn.relu(y) if self.last_relu else y
@@ -75,8 +85,9 @@ class BottleneckBlock(nn.Module):
         y = self.conv(self.filters * 4, (1, 1))(y)
         y = self.norm(scale_init=nn.initializers.zeros_init())(y)
         if residual.shape != y.shape:
-            residual = self.conv(self.filters * 4, (1, 1), (self.strides, self.strides),
-                                 name="conv_proj")(residual)
+            residual = self.conv(
+                self.filters * 4, (1, 1), (self.strides, self.strides), name="conv_proj"
+            )(residual)
             residual = self.norm(name="norm_proj")(residual)
         y = residual + y
         return nn.relu(y) if self.last_relu else y
@@ -95,10 +106,21 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = True):
-        conv = partial(nn.Conv, use_bias=False, dtype=self.dtype, padding="SAME",
-                       kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
-        norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, axis_name=self.axis_name)
+        conv = partial(
+            nn.Conv,
+            use_bias=False,
+            dtype=self.dtype,
+            padding="SAME",
+            kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
+        )
+        norm = partial(
+            nn.BatchNorm,
+            use_running_average=not train,
+            momentum=0.9,
+            epsilon=1e-5,
+            dtype=self.dtype,
+            axis_name=self.axis_name,
+        )
         if self.stem == "cifar":
             x = conv(self.widths[0], (3, 3), name="conv_init")(x)
             x = nn.relu(norm(name="bn_init")(x))
@@ -112,8 +134,13 @@ class ResNet(nn.Module):
         for i, (blocks, width) in enumerate(zip(self.stage_sizes, self.widths)):
             for j in range(blocks):
                 last = i == n_stages - 1 and j == blocks - 1
-                x = self.block_cls(width, strides=2 if (i > 0 and j == 0) else 1, conv=conv,
-                                   norm=norm, last_relu=self.final_relu or not last)(x)
+                x = self.block_cls(
+                    width,
+                    strides=2 if (i > 0 and j == 0) else 1,
+                    conv=conv,
+                    norm=norm,
+                    last_relu=self.final_relu or not last,
+                )(x)
         return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
 
 
@@ -128,10 +155,10 @@ class ClassifierHead(nn.Module):
     """Linear / PAL / FNPAL head: features ``(B, p)`` → logits ``(B, C)`` (see module doc)."""
 
     num_classes: int
-    kind: str = "linear"            # linear | pal | fnpal
-    scale: float = 1.0              # PAL prototype norm; FNPAL logit scale; linear init scale
-    use_bias: bool = True           # linear and pal (fnpal has no bias)
-    init: str = "random"            # linear head: random | etf
+    kind: str = "linear"  # linear | pal | fnpal
+    scale: float = 1.0  # PAL prototype norm; FNPAL logit scale; linear init scale
+    use_bias: bool = True  # linear and pal (fnpal has no bias)
+    init: str = "random"  # linear head: random | etf
     prototype_seed: int = 0
 
     @nn.compact
@@ -140,10 +167,10 @@ class ClassifierHead(nn.Module):
         if self.kind == "linear":
             if self.init == "etf":
                 w0 = _etf_init(c, p, self.prototype_seed, self.scale)
-                kernel_init = lambda *_: jnp.asarray(w0)  # noqa: E731
+                kernel_init = lambda *_: jnp.asarray(w0)
             elif self.init == "random":
                 base = nn.initializers.lecun_normal()
-                kernel_init = lambda k, s, d=jnp.float32: self.scale * base(k, s, d)  # noqa: E731
+                kernel_init = lambda k, s, d=jnp.float32: self.scale * base(k, s, d)
             else:
                 raise ValueError(f"head init must be 'random' or 'etf'; got {self.init!r}")
             w = self.param("kernel", kernel_init, (p, c))
@@ -153,8 +180,11 @@ class ClassifierHead(nn.Module):
             return logits
         if self.kind in ("pal", "fnpal"):
             scale = self.scale if self.kind == "pal" else 1.0
-            w = self.variable("prototypes", "kernel",
-                              lambda: jnp.asarray(_etf_init(c, p, self.prototype_seed, scale))).value
+            w = self.variable(
+                "prototypes",
+                "kernel",
+                lambda: jnp.asarray(_etf_init(c, p, self.prototype_seed, scale)),
+            ).value
             w = jax.lax.stop_gradient(w)
             if self.kind == "pal":
                 logits = h @ w
@@ -188,10 +218,21 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_model(arch: str, num_classes: int, *, stem: str = "cifar", final_relu: bool = True,
-                head: str = "linear", head_scale: float = 1.0, head_bias: bool = True,
-                head_init: str = "random", prototype_seed: int = 0, width_multiplier: float = 1.0,
-                dtype: Any = jnp.float32, axis_name: str | None = None) -> Classifier:
+def build_model(
+    arch: str,
+    num_classes: int,
+    *,
+    stem: str = "cifar",
+    final_relu: bool = True,
+    head: str = "linear",
+    head_scale: float = 1.0,
+    head_bias: bool = True,
+    head_init: str = "random",
+    prototype_seed: int = 0,
+    width_multiplier: float = 1.0,
+    dtype: Any = jnp.float32,
+    axis_name: str | None = None,
+) -> Classifier:
     """Builds a :class:`Classifier`; raises ``ValueError`` naming a bad field."""
     if arch not in ARCHS:
         raise ValueError(f"model arch must be one of {sorted(ARCHS)}; got arch={arch!r}")
@@ -200,16 +241,26 @@ def build_model(arch: str, num_classes: int, *, stem: str = "cifar", final_relu:
     spec = dict(ARCHS[arch])
     widths = spec.pop("widths", (64, 128, 256, 512))
     widths = tuple(max(1, int(round(w * width_multiplier))) for w in widths)
-    trunk = ResNet(widths=widths, stem=stem, final_relu=final_relu, dtype=dtype,
-                   axis_name=axis_name, **spec)
+    trunk = ResNet(
+        widths=widths, stem=stem, final_relu=final_relu, dtype=dtype, axis_name=axis_name, **spec
+    )
     feat_dim = widths[-1] * (4 if spec["block_cls"] is BottleneckBlock else 1)
     if head in ("pal", "fnpal") and feat_dim < num_classes - 1:
         raise ValueError(
             f"head={head!r} needs feature dim >= num_classes-1={num_classes - 1}; "
-            f"arch={arch!r} with width_multiplier={width_multiplier} gives {feat_dim}")
-    return Classifier(trunk=trunk, head=ClassifierHead(
-        num_classes, kind=head, scale=head_scale, use_bias=head_bias, init=head_init,
-        prototype_seed=prototype_seed))
+            f"arch={arch!r} with width_multiplier={width_multiplier} gives {feat_dim}"
+        )
+    return Classifier(
+        trunk=trunk,
+        head=ClassifierHead(
+            num_classes,
+            kind=head,
+            scale=head_scale,
+            use_bias=head_bias,
+            init=head_init,
+            prototype_seed=prototype_seed,
+        ),
+    )
 
 
 def feature_dim(arch: str, width_multiplier: float = 1.0) -> int:
@@ -221,5 +272,3 @@ def feature_dim(arch: str, width_multiplier: float = 1.0) -> int:
 
 def count_params(params) -> int:
     return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
-
-

@@ -16,7 +16,8 @@ Reductions (documented choices):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,9 +34,17 @@ LOSSES: dict[str, Callable[..., Array]] = {
     "hinge": losses.multiclass_hinge_loss,
 }
 
-__all__ = ["LOSSES", "per_example_loss", "rlr_weights", "classification_objective",
-           "make_optimizer", "weight_decay_mask", "efr_feature_target_scale",
-           "efr_lambda_conventions", "efr_weight_from"]
+__all__ = [
+    "LOSSES",
+    "per_example_loss",
+    "rlr_weights",
+    "classification_objective",
+    "make_optimizer",
+    "weight_decay_mask",
+    "efr_feature_target_scale",
+    "efr_lambda_conventions",
+    "efr_weight_from",
+]
 
 
 def per_example_loss(name: str, logits: Array, labels: Array, gamma: float | None = None) -> Array:
@@ -75,15 +84,19 @@ def classification_objective(
     count = jnp.maximum(jnp.sum(m), 1.0)
     weights = rlr_weights(features) if rlr else jnp.ones_like(per_ex)
     data_term = jnp.sum(m * weights * per_ex) / count
-    efr = losses.feature_norm_penalty(features, "sum", m) if efr_weight else jnp.zeros((), per_ex.dtype)
+    efr = (
+        losses.feature_norm_penalty(features, "sum", m)
+        if efr_weight
+        else jnp.zeros((), per_ex.dtype)
+    )
     total = data_term + efr_weight * efr
-    aux = {"loss": jnp.sum(m * per_ex) / count, "efr_term": efr_weight * efr,
-           "objective": total}
+    aux = {"loss": jnp.sum(m * per_ex) / count, "efr_term": efr_weight * efr, "objective": total}
     return total, aux
 
 
-def efr_feature_target_scale(efr_weight: float, batch_size: int, num_classes: int,
-                             gamma: float | None = None) -> float:
+def efr_feature_target_scale(
+    efr_weight: float, batch_size: int, num_classes: int, gamma: float | None = None
+) -> float:
     """Scale ``κ = (1+γ)/(2λB)`` of the features where UL + PAL + EFR is stationary (Theorem 6).
 
     With fixed prototypes ``W = (w_1 … w_C)`` whose columns sum to 0 (a simplex ETF), the batch
@@ -112,8 +125,11 @@ def efr_lambda_conventions(efr_weight: float, batch_size: int, num_train: int) -
     stationary features (:func:`efr_feature_target_scale`).
     """
     lb = float(efr_weight)
-    return {"batch_sum": lb, "per_example": lb * batch_size,
-            "dataset_sum": 2.0 * lb * batch_size / num_train}
+    return {
+        "batch_sum": lb,
+        "per_example": lb * batch_size,
+        "dataset_sum": 2.0 * lb * batch_size / num_train,
+    }
 
 
 def efr_weight_from(value: float, convention: str, batch_size: int, num_train: int) -> float:
@@ -125,8 +141,9 @@ def efr_weight_from(value: float, convention: str, batch_size: int, num_train: i
         return float(value) / batch_size
     if convention == "dataset_sum":
         return float(value) * num_train / (2.0 * batch_size)
-    raise ValueError(f"convention must be 'batch_sum', 'per_example' or 'dataset_sum'; got "
-                     f"{convention!r}")
+    raise ValueError(
+        f"convention must be 'batch_sum', 'per_example' or 'dataset_sum'; got {convention!r}"
+    )
 
 
 def weight_decay_mask(params: Any, which: str = "all") -> Any:
@@ -137,7 +154,8 @@ def weight_decay_mask(params: Any, which: str = "all") -> Any:
         return jax.tree.map(lambda _: True, params)
     if which == "kernels":
         return jax.tree_util.tree_map_with_path(
-            lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+            lambda path, _: getattr(path[-1], "key", None) == "kernel", params
+        )
     raise ValueError(f"weight_decay_on must be 'all' or 'kernels'; got {which!r}")
 
 
@@ -154,16 +172,21 @@ def make_optimizer(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """SGD with momentum, coupled L2 weight decay (``g + λθ`` before momentum, as PyTorch) and a
     cosine schedule to 0 over ``total_steps`` (optionally after a linear warm-up)."""
-    for name, value in (("learning_rate", learning_rate), ("weight_decay", weight_decay),
-                        ("momentum", momentum), ("warmup_steps", warmup_steps)):
+    for name, value in (
+        ("learning_rate", learning_rate),
+        ("weight_decay", weight_decay),
+        ("momentum", momentum),
+        ("warmup_steps", warmup_steps),
+    ):
         if value < 0:
             raise ValueError(f"{name} must be >= 0; got {name}={value}")
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1; got total_steps={total_steps}")
     if schedule == "cosine":
         if warmup_steps:
-            sched = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps,
-                                                       total_steps)
+            sched = optax.warmup_cosine_decay_schedule(
+                0.0, learning_rate, warmup_steps, total_steps
+            )
         else:
             sched = optax.cosine_decay_schedule(learning_rate, total_steps)
     elif schedule == "constant":
@@ -171,7 +194,9 @@ def make_optimizer(
     else:
         raise ValueError(f"schedule must be 'cosine' or 'constant'; got schedule={schedule!r}")
     tx = optax.chain(
-        optax.add_decayed_weights(weight_decay, mask=lambda p: weight_decay_mask(p, weight_decay_on)),
+        optax.add_decayed_weights(
+            weight_decay, mask=lambda p: weight_decay_mask(p, weight_decay_on)
+        ),
         optax.sgd(sched, momentum=momentum or None, nesterov=nesterov),
     )
     return tx, sched

@@ -59,8 +59,9 @@ argument; value checks are skipped for tracers. float64 works when x64 is enable
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -146,7 +147,10 @@ def _check_int(name: str, value: Any, *, minimum: int) -> int:
 
 
 def _check_model(
-    H: Array, W: Array, b: Array | None = None, num_per_class: int | None = None,
+    H: Array,
+    W: Array,
+    b: Array | None = None,
+    num_per_class: int | None = None,
     names: tuple[str, str, str] = ("H", "W", "b"),
 ) -> tuple[int, int, int]:
     """Validate static shapes of (H, W[, b]); return (p, C, N)."""
@@ -158,21 +162,27 @@ def _check_model(
     p, cols = np.shape(H)
     pW, C = np.shape(W)
     if pW != p:
-        raise ValueError(f"{nH} and {nW} must have the same number of rows p: "
-                         f"{nH}.shape={np.shape(H)}, {nW}.shape={np.shape(W)}")
+        raise ValueError(
+            f"{nH} and {nW} must have the same number of rows p: "
+            f"{nH}.shape={np.shape(H)}, {nW}.shape={np.shape(W)}"
+        )
     if num_per_class is not None:
         N = _check_int("num_per_class", num_per_class, minimum=1)
         if cols % N != 0:
             raise ValueError(f"num_per_class={N} does not divide the {cols} columns of {nH}")
         if cols // N != C:
-            raise ValueError(f"{nW} has {C} columns but {nH} has {cols} columns = "
-                             f"{cols // N} classes x num_per_class={N}; {nW} must have C columns")
+            raise ValueError(
+                f"{nW} has {C} columns but {nH} has {cols} columns = "
+                f"{cols // N} classes x num_per_class={N}; {nW} must have C columns"
+            )
     else:
         if C < 1:
             raise ValueError(f"{nW} must have at least one column (class), got shape {np.shape(W)}")
         if cols % C != 0 or cols == 0:
-            raise ValueError(f"the number of columns of {nH} ({cols}) must be a positive multiple "
-                             f"of C = {C} (the number of columns of {nW}); N = {cols}/{C}")
+            raise ValueError(
+                f"the number of columns of {nH} ({cols}) must be a positive multiple "
+                f"of C = {C} (the number of columns of {nW}); N = {cols}/{C}"
+            )
         N = cols // C
     if b is not None and np.shape(b) != (C,):
         raise ValueError(f"{nb} must have shape (C,) = ({C},), got shape {np.shape(b)}")
@@ -208,8 +218,9 @@ def _log1p_ratio(x: Array) -> Array:
 def _log_abs_1p(x: Array) -> Array:
     """log|1 + x|, accurate for small x (log1p) and defined for x < −1."""
     pos = x > -1
-    return jnp.where(pos, jnp.log1p(jnp.where(pos, x, 0.0)),
-                     jnp.log(jnp.abs(1.0 + jnp.where(pos, -2.0, x))))
+    return jnp.where(
+        pos, jnp.log1p(jnp.where(pos, x, 0.0)), jnp.log(jnp.abs(1.0 + jnp.where(pos, -2.0, x)))
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,11 +315,11 @@ def _decompose(H: Array, W: Array, C: int, N: int) -> dict[str, Array]:
     rN = math.sqrt(N)
     S = _class_sums(H, C, N)
     means = S / N
-    Sc = S - S.mean(-1, keepdims=True)          # H(I⊗1)(I − 11ᵀ/C)
-    Wc = W - W.mean(-1, keepdims=True)          # W(I − 11ᵀ/C)
+    Sc = S - S.mean(-1, keepdims=True)  # H(I⊗1)(I − 11ᵀ/C)
+    Wc = W - W.mean(-1, keepdims=True)  # W(I − 11ᵀ/C)
     Pp = 0.5 * (Sc / rN + Wc)
     Pm = 0.5 * (-Sc / rN + Wc)
-    tH = S.sum(-1) / rN                          # H 1_CN / √N
+    tH = S.sum(-1) / rN  # H 1_CN / √N
     tW = W.sum(-1)
     hp = (tH + tW) / (2 * C)
     hm = (-tH + tW) / (2 * C)
@@ -353,16 +364,23 @@ def _assemble_H(d: dict[str, Array], a: Array, e3: Array, N: int) -> Array:
     """H = Σ_ε a_ε·(H part of Π_ε Z₀) + e3·H3; ``a`` (..., 4) ordered (E1+, E1−, E2+, E2−)."""
     rN = math.sqrt(N)
     a = a[..., None, None]
-    cls = (a[..., 0, :, :] * d["Pp"] - a[..., 1, :, :] * d["Pm"]
-           + (a[..., 2, :, :] * d["hp"][:, None] - a[..., 3, :, :] * d["hm"][:, None])) / rN
+    cls = (
+        a[..., 0, :, :] * d["Pp"]
+        - a[..., 1, :, :] * d["Pm"]
+        + (a[..., 2, :, :] * d["hp"][:, None] - a[..., 3, :, :] * d["hm"][:, None])
+    ) / rN
     return _repeat(cls, N) + e3[..., None, None] * d["H3"]
 
 
 def _assemble_W(d: dict[str, Array], bc: Array) -> Array:
     """W = Σ_ε b_ε·(W part of Π_ε Z₀); ``bc`` (..., 4) ordered (E1+, E1−, E2+, E2−)."""
     bc = bc[..., None, None]
-    return (bc[..., 0, :, :] * d["Pp"] + bc[..., 1, :, :] * d["Pm"]
-            + bc[..., 2, :, :] * d["hp"][:, None] + bc[..., 3, :, :] * d["hm"][:, None])
+    return (
+        bc[..., 0, :, :] * d["Pp"]
+        + bc[..., 1, :, :] * d["Pm"]
+        + bc[..., 2, :, :] * d["hp"][:, None]
+        + bc[..., 3, :, :] * d["hm"][:, None]
+    )
 
 
 def _sigmas(gamma: Array, C: int, N: int) -> Array:
@@ -393,8 +411,8 @@ def _flow_pair(sigma: Array, z1: Array, z2: Array, lam1: Array, lam2: Array) -> 
     a_big = grow * (ch + sh * (delta + s12))
     b_big = grow * (ch + sh * (s21 - delta))
     d2s = jnp.where(small, d2, 0.0)
-    ch_s = 1 + d2s / 2 + d2s ** 2 / 24 + d2s ** 3 / 720
-    sh_s = 1 + d2s / 6 + d2s ** 2 / 120 + d2s ** 3 / 5040
+    ch_s = 1 + d2s / 2 + d2s**2 / 24 + d2s**3 / 720
+    sh_s = 1 + d2s / 6 + d2s**2 / 120 + d2s**3 / 5040
     em = jnp.exp(m)
     a_small = em * (ch_s + sh_s * (delta + s12))
     b_small = em * (ch_s + sh_s * (s21 - delta))
@@ -411,14 +429,20 @@ def _flow_core(H0, W0, b0, zeta, gamma, s, lam1, lam2, *, N):
     H = _assemble_H(d, a, e3, N)
     W = _assemble_W(d, bc)
     decay = jnp.exp(-lam2 * zeta)[..., None]
-    drift = (zeta * _expm1_ratio(-lam2 * zeta))[..., None]      # (1 − e^{−λ₂ζ})/λ₂, = ζ at λ₂=0
+    drift = (zeta * _expm1_ratio(-lam2 * zeta))[..., None]  # (1 − e^{−λ₂ζ})/λ₂, = ζ at λ₂=0
     b = decay * b0 + drift * _c0(gamma, C)
     return H, W, b
 
 
 def flow_closed_form(
-    H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, zeta: ArrayLike, *, gamma: ArrayLike,
-    s: ArrayLike = 1.0, weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
+    H0: ArrayLike,
+    W0: ArrayLike,
+    b0: ArrayLike,
+    zeta: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    s: ArrayLike = 1.0,
+    weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
 ) -> tuple[Array, Array, Array]:
     """Exact gradient flow of eq. (5)/(12) at cumulative rate ζ₂ = ``zeta``: Theorem 2 (no weight
     decay, any s) and Theorem 4 (weight decay λ₁, λ₂).
@@ -442,9 +466,18 @@ def flow_closed_form(
     _check_scalar("s", s)
     lam1, lam2 = _check_weight_decay(weight_decay)
     dt = _float_dtype(H0, W0, b0)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
-    return _flow_core(H0.astype(dt), W0.astype(dt), b0.astype(dt), cast(zeta), cast(gamma),
-                      cast(s), cast(lam1), cast(lam2), N=N)
+    cast = lambda x: jnp.asarray(x, dt)
+    return _flow_core(
+        H0.astype(dt),
+        W0.astype(dt),
+        b0.astype(dt),
+        cast(zeta),
+        cast(gamma),
+        cast(s),
+        cast(lam1),
+        cast(lam2),
+        N=N,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -483,9 +516,9 @@ def _gd_pair(sigma, etas, count, s, lam1, lam2):
     lam0 = s0 * jnp.exp(l0)
     mu = 1 + etas * m[..., None]
     r = etas / jnp.where(mu == 0, 1.0, mu)
-    S1, S2, S3 = (count * jnp.sum(r ** j, -1) for j in (1, 2, 3))
+    S1, S2, S3 = (count * jnp.sum(r**j, -1) for j in (1, 2, 3))
     p_lim = lam0 * (1 + d2 * (S1 * S1 - S2) / 2)
-    q_lim = lam0 * (S1 + d2 * (S1 ** 3 / 6 + S3 / 3 - S1 * S2 / 2))
+    q_lim = lam0 * (S1 + d2 * (S1**3 / 6 + S3 / 3 - S1 * S2 / 2))
     P = jnp.where(pos, p_gen, p_lim)
     Q = jnp.where(pos, q_gen, q_lim)
     return P + Q * (delta + s * sigma), P + Q * (sigma - delta)
@@ -517,8 +550,15 @@ def _gd_core(H0, W0, b0, etas, count, gamma, s, lam1, lam2, *, N):
 
 
 def gd_closed_form(
-    H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, steps: int | ArrayLike | None, lr: ArrayLike, *,
-    gamma: ArrayLike, s: ArrayLike = 1.0, weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
+    H0: ArrayLike,
+    W0: ArrayLike,
+    b0: ArrayLike,
+    steps: int | ArrayLike | None,
+    lr: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    s: ArrayLike = 1.0,
+    weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
 ) -> tuple[Array, Array, Array]:
     """Exact iterate of discrete gradient descent: the discrete-time counterpart of Theorems 2
     and 4 (NOTES.md, "Exact discrete gradient descent").
@@ -543,13 +583,15 @@ def gd_closed_form(
     _check_scalar("s", s)
     lam1, lam2 = _check_weight_decay(weight_decay)
     dt = _float_dtype(H0, W0, b0)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
+    cast = lambda x: jnp.asarray(x, dt)
     if np.ndim(lr) == 1:
         if np.shape(lr)[0] == 0:
             raise ValueError("lr must not be an empty array")
         if steps is not None and (_is_tracer(steps) or int(steps) != np.shape(lr)[0]):
-            raise ValueError(f"steps={steps!r} must be None or len(lr)={np.shape(lr)[0]} when lr is "
-                             "a per-step array")
+            raise ValueError(
+                f"steps={steps!r} must be None or len(lr)={np.shape(lr)[0]} when lr is "
+                "a per-step array"
+            )
         etas, count = cast(lr), cast(1.0)
     else:
         if steps is None:
@@ -560,8 +602,18 @@ def gd_closed_form(
             if isinstance(steps, bool) or float(steps) != int(steps) or int(steps) < 0:
                 raise ValueError(f"steps must be a non-negative int, got {steps!r}")
         etas, count = cast(lr)[None], cast(steps)
-    return _gd_core(H0.astype(dt), W0.astype(dt), b0.astype(dt), etas, count, cast(gamma),
-                    cast(s), cast(lam1), cast(lam2), N=N)
+    return _gd_core(
+        H0.astype(dt),
+        W0.astype(dt),
+        b0.astype(dt),
+        etas,
+        count,
+        cast(gamma),
+        cast(s),
+        cast(lam1),
+        cast(lam2),
+        N=N,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -574,14 +626,15 @@ def _split_lrs(lrs: Array, record_every: int | None) -> tuple[Array | None, Arra
     if record_every is None:
         return None, lrs
     n = lrs.shape[0] // record_every
-    return lrs[: n * record_every].reshape(n, record_every), lrs[n * record_every:]
+    return lrs[: n * record_every].reshape(n, record_every), lrs[n * record_every :]
 
 
 def _scan_steps(step_fn, state, lrs):
     if lrs.shape[0] == 0:
         return state
-    state, _ = lax.scan(lambda st, lr: (step_fn(st, lr), None), state, lrs,
-                        unroll=min(_UNROLL, lrs.shape[0]))
+    state, _ = lax.scan(
+        lambda st, lr: (step_fn(st, lr), None), state, lrs, unroll=min(_UNROLL, lrs.shape[0])
+    )
     return state
 
 
@@ -620,11 +673,26 @@ def _check_lrs(lrs: Any, name: str = "lrs") -> None:
     _check_nonneg_array(name, lrs, 1)
 
 
-def _gd_sim_impl(H0, W0, b0, lrs, gamma, s, lam1, lam2, ref_H, ref_W, *, N, record_every,
-                 has_ref, metrics_fn=None):
+def _gd_sim_impl(
+    H0,
+    W0,
+    b0,
+    lrs,
+    gamma,
+    s,
+    lam1,
+    lam2,
+    ref_H,
+    ref_W,
+    *,
+    N,
+    record_every,
+    has_ref,
+    metrics_fn=None,
+):
     C = W0.shape[1]
     means = _class_sums(H0, C, N) / N
-    Hperp = H0 - _repeat(means, N)             # within-class part: only shrinks under GD
+    Hperp = H0 - _repeat(means, N)  # within-class part: only shrinks under GD
     perp_sq = jnp.sum(Hperp * Hperp)
     perp_norm = jnp.sqrt(perp_sq)
     labels = jnp.repeat(jnp.arange(C), N)
@@ -632,38 +700,47 @@ def _gd_sim_impl(H0, W0, b0, lrs, gamma, s, lam1, lam2, ref_H, ref_W, *, N, reco
     if has_ref:
         # ‖Z/‖Z‖ − R̂‖² split over the orthogonal pieces (class means ⊗ 1ᵀ, within-class, W):
         # ‖aH⊥ − R⊥‖² = (a‖H⊥‖ − ‖R⊥‖)² + a‖H⊥‖‖R⊥‖·‖Ĥ⊥ − R̂⊥‖², a = c/‖Z‖ (no cancellation).
-        ref_norm = jnp.sqrt(jnp.sum(ref_H ** 2) + jnp.sum(ref_W ** 2))
+        ref_norm = jnp.sqrt(jnp.sum(ref_H**2) + jnp.sum(ref_W**2))
         rH, rW = ref_H / ref_norm, ref_W / ref_norm
         r_means = _class_sums(rH, C, N) / N
         r_perp = rH - _repeat(r_means, N)
-        r_perp_norm = jnp.sqrt(jnp.sum(r_perp ** 2))
-        unit = lambda x, n: x / jnp.where(n > 0, n, 1.0)  # noqa: E731
-        perp_gap = perp_norm * r_perp_norm * jnp.sum(
-            (unit(Hperp, perp_norm) - unit(r_perp, r_perp_norm)) ** 2)
+        r_perp_norm = jnp.sqrt(jnp.sum(r_perp**2))
+        unit = lambda x, n: x / jnp.where(n > 0, n, 1.0)
+        perp_gap = (
+            perp_norm
+            * r_perp_norm
+            * jnp.sum((unit(Hperp, perp_norm) - unit(r_perp, r_perp_norm)) ** 2)
+        )
 
     # GD iterates are H_k = Hbar_k ⊗ 1ᵀ + c_k H⊥: the gradient depends on H only through its class
     # means (−∇_H L = g ⊗ 1ᵀ, −∇_W L = class sums), so this representation is exact.
     def step(state, eta):
         Hbar, W, b, c = state
         eta1 = s * eta
-        G = _targets(W, gamma, C, N)                          # −∇_H L per class (p, C)
-        GW = _neg_grad_W(N * Hbar, gamma, C, N)               # −∇_W L (p, C)
-        return (Hbar + eta1 * (G - lam1 * Hbar), W + eta * (GW - lam2 * W),
-                b + eta * (c0 - lam2 * b), c * (1 - eta1 * lam1))
+        G = _targets(W, gamma, C, N)  # −∇_H L per class (p, C)
+        GW = _neg_grad_W(N * Hbar, gamma, C, N)  # −∇_W L (p, C)
+        return (
+            Hbar + eta1 * (G - lam1 * Hbar),
+            W + eta * (GW - lam2 * W),
+            b + eta * (c0 - lam2 * b),
+            c * (1 - eta1 * lam1),
+        )
 
     def metrics(state):
         Hbar, W, b, c = state
         if metrics_fn is not None:
             return dict(metrics_fn(_repeat(Hbar, N) + c * Hperp, W, b))
         # norms computed after rescaling by the largest entry, so they do not overflow early
-        sc = jnp.maximum(jnp.maximum(jnp.max(jnp.abs(Hbar)), jnp.max(jnp.abs(W))),
-                         jnp.abs(c) * jnp.max(jnp.abs(Hperp)))
+        sc = jnp.maximum(
+            jnp.maximum(jnp.max(jnp.abs(Hbar)), jnp.max(jnp.abs(W))),
+            jnp.abs(c) * jnp.max(jnp.abs(Hperp)),
+        )
         sc = jnp.where(sc > 0, sc, 1.0)
         hb, w, cs = Hbar / sc, W / sc, c / sc
         h_sq = N * jnp.sum(hb * hb) + cs * cs * perp_sq
         w_sq = jnp.sum(w * w)
         z = jnp.sqrt(h_sq + w_sq)
-        logits = _repeat(W.T @ Hbar, N) + c * (W.T @ Hperp) + b[:, None]      # (C, C*N)
+        logits = _repeat(W.T @ Hbar, N) + c * (W.T @ Hperp) + b[:, None]  # (C, C*N)
         out = {
             "loss": _loss_from_sums(N * Hbar, W, b, gamma, C, N),
             "accuracy": jnp.mean(jnp.argmax(logits, axis=0) == labels),
@@ -673,8 +750,12 @@ def _gd_sim_impl(H0, W0, b0, lrs, gamma, s, lam1, lam2, ref_H, ref_W, *, N, reco
         }
         if has_ref:
             a = cs / z
-            d_sq = (N * jnp.sum((hb / z - r_means) ** 2) + (a * perp_norm - r_perp_norm) ** 2
-                    + a * perp_gap + jnp.sum((w / z - rW) ** 2))
+            d_sq = (
+                N * jnp.sum((hb / z - r_means) ** 2)
+                + (a * perp_norm - r_perp_norm) ** 2
+                + a * perp_gap
+                + jnp.sum((w / z - rW) ** 2)
+            )
             out["dist_to_reference"] = jnp.sqrt(d_sq)
         return out
 
@@ -687,9 +768,16 @@ _gd_sim = jax.jit(_gd_sim_impl, static_argnames=("N", "record_every", "has_ref")
 
 
 def gradient_descent(
-    H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, lrs: ArrayLike, *, gamma: ArrayLike,
-    s: ArrayLike = 1.0, weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
-    record_every: int | None = None, reference: tuple[ArrayLike, ArrayLike] | None = None,
+    H0: ArrayLike,
+    W0: ArrayLike,
+    b0: ArrayLike,
+    lrs: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    s: ArrayLike = 1.0,
+    weight_decay: tuple[ArrayLike, ArrayLike] = (0.0, 0.0),
+    record_every: int | None = None,
+    reference: tuple[ArrayLike, ArrayLike] | None = None,
     metrics_fn: Callable[[Array, Array, Array], dict[str, Array]] | None = None,
 ):
     """Plain gradient descent on eq. (2)/(11) with per-step rates (the discrete eq. 5/12).
@@ -722,27 +810,41 @@ def gradient_descent(
     record_every = _check_record_every(record_every)
     _check_metrics_fn(metrics_fn)
     if metrics_fn is not None and reference is not None:
-        raise ValueError("reference is only used by the built-in metrics; with metrics_fn, "
-                         "compute the distance inside metrics_fn")
+        raise ValueError(
+            "reference is only used by the built-in metrics; with metrics_fn, "
+            "compute the distance inside metrics_fn"
+        )
     dt = _float_dtype(H0, W0, b0)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
+    cast = lambda x: jnp.asarray(x, dt)
     if reference is not None:
         if not isinstance(reference, (tuple, list)) or len(reference) != 2:
             raise ValueError(f"reference must be a pair (H_ref, W_ref), got {type(reference)}")
         rH, rW = jnp.asarray(reference[0], dt), jnp.asarray(reference[1], dt)
         if rH.shape != H0.shape or rW.shape != W0.shape:
-            raise ValueError(f"reference shapes {rH.shape}, {rW.shape} must equal H0 {H0.shape} "
-                             f"and W0 {W0.shape}")
+            raise ValueError(
+                f"reference shapes {rH.shape}, {rW.shape} must equal H0 {H0.shape} "
+                f"and W0 {W0.shape}"
+            )
     else:
         rH, rW = jnp.zeros((), dt), jnp.zeros((), dt)
-    args = (H0.astype(dt), W0.astype(dt), b0.astype(dt), cast(lrs), cast(gamma), cast(s),
-            cast(lam1), cast(lam2), rH, rW)
+    args = (
+        H0.astype(dt),
+        W0.astype(dt),
+        b0.astype(dt),
+        cast(lrs),
+        cast(gamma),
+        cast(s),
+        cast(lam1),
+        cast(lam2),
+        rH,
+        rW,
+    )
     if metrics_fn is None:
-        final, traj = _gd_sim(*args, N=N, record_every=record_every,
-                              has_ref=reference is not None)
+        final, traj = _gd_sim(*args, N=N, record_every=record_every, has_ref=reference is not None)
     else:
-        final, traj = _gd_sim_impl(*args, N=N, record_every=record_every, has_ref=False,
-                                   metrics_fn=metrics_fn)
+        final, traj = _gd_sim_impl(
+            *args, N=N, record_every=record_every, has_ref=False, metrics_fn=metrics_fn
+        )
     return final if record_every is None else (final, traj)
 
 
@@ -752,7 +854,12 @@ def gradient_descent(
 
 
 def limit_direction(
-    H0: ArrayLike, W0: ArrayLike, *, gamma: ArrayLike, s: ArrayLike = 1.0, e1_only: bool = False,
+    H0: ArrayLike,
+    W0: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    s: ArrayLike = 1.0,
+    e1_only: bool = False,
 ) -> tuple[Array, Array]:
     """Asymptotic direction of the unregularized flow/GD (Corollary 3), **not normalized**.
 
@@ -773,8 +880,14 @@ def limit_direction(
     _check_scalar("gamma", gamma)
     _check_scalar("s", s, positive=True)
     dt = _float_dtype(H0, W0)
-    return _limit_core(H0.astype(dt), W0.astype(dt), jnp.asarray(gamma, dt), jnp.asarray(s, dt),
-                       N=N, e1_only=bool(e1_only))
+    return _limit_core(
+        H0.astype(dt),
+        W0.astype(dt),
+        jnp.asarray(gamma, dt),
+        jnp.asarray(s, dt),
+        N=N,
+        e1_only=bool(e1_only),
+    )
 
 
 @partial(jax.jit, static_argnames=("N", "e1_only"))
@@ -820,7 +933,12 @@ def _anchored_core(H0, W, zeta, gamma, lam, *, N):
 
 
 def anchored_closed_form(
-    H0: ArrayLike, W: ArrayLike, zeta: ArrayLike, *, gamma: ArrayLike, weight_decay: ArrayLike,
+    H0: ArrayLike,
+    W: ArrayLike,
+    zeta: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    weight_decay: ArrayLike,
 ) -> Array:
     """Theorem 6 (prototype-anchored flow, W fixed): ``H' = η(WM − λH)`` gives
     ``H(ζ) = e^{−λζ}H₀ + (1 − e^{−λζ})/λ · WM`` (``H₀ + ζWM`` at λ = 0), ζ = ∫η.
@@ -835,9 +953,10 @@ def anchored_closed_form(
     _check_scalar("gamma", gamma)
     _check_scalar("weight_decay", weight_decay)
     dt = _float_dtype(H0, W)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
-    return _anchored_core(H0.astype(dt), W.astype(dt), cast(zeta), cast(gamma),
-                          cast(weight_decay), N=N)
+    cast = lambda x: jnp.asarray(x, dt)
+    return _anchored_core(
+        H0.astype(dt), W.astype(dt), cast(zeta), cast(gamma), cast(weight_decay), N=N
+    )
 
 
 def _anchored_sim_impl(H0, W, lrs, gamma, lam, *, N, record_every, metrics_fn=None):
@@ -845,11 +964,11 @@ def _anchored_sim_impl(H0, W, lrs, gamma, lam, *, N, record_every, metrics_fn=No
     means = _class_sums(H0, C, N) / N
     Hperp = H0 - _repeat(means, N)
     perp_sq = jnp.sum(Hperp * Hperp)
-    G = _targets(W, gamma, C, N)                       # target columns of WM (p, C)
+    G = _targets(W, gamma, C, N)  # target columns of WM (p, C)
     labels = jnp.repeat(jnp.arange(C), N)
     b = jnp.zeros((C,), H0.dtype)
     WtPerp = W.T @ Hperp
-    GtPerp = jnp.sum(_repeat(G, N) * Hperp, 0)       # ⟨g_c, h⊥_{i,c}⟩ per column
+    GtPerp = jnp.sum(_repeat(G, N) * Hperp, 0)  # ⟨g_c, h⊥_{i,c}⟩ per column
     g_norm = jnp.linalg.norm(G, axis=0)
 
     def step(state, eta):
@@ -861,8 +980,11 @@ def _anchored_sim_impl(H0, W, lrs, gamma, lam, *, N, record_every, metrics_fn=No
         if metrics_fn is not None:
             return dict(metrics_fn(_repeat(Hbar, N) + c * Hperp))
         logits = _repeat(W.T @ Hbar, N) + c * WtPerp
-        cols_sq = _repeat(jnp.sum(Hbar * Hbar, 0), N) + 2 * c * jnp.sum(_repeat(Hbar, N) * Hperp, 0) \
+        cols_sq = (
+            _repeat(jnp.sum(Hbar * Hbar, 0), N)
+            + 2 * c * jnp.sum(_repeat(Hbar, N) * Hperp, 0)
             + c * c * jnp.sum(Hperp * Hperp, 0)
+        )
         cols_dot = _repeat(jnp.sum(Hbar * G, 0), N) + c * GtPerp
         cos = cols_dot / (jnp.sqrt(cols_sq) * _repeat(g_norm, N))
         return {
@@ -880,8 +1002,14 @@ _anchored_sim = jax.jit(_anchored_sim_impl, static_argnames=("N", "record_every"
 
 
 def anchored_descent(
-    H0: ArrayLike, W: ArrayLike, lrs: ArrayLike, *, gamma: ArrayLike, weight_decay: ArrayLike,
-    record_every: int | None = None, metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
+    H0: ArrayLike,
+    W: ArrayLike,
+    lrs: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    weight_decay: ArrayLike,
+    record_every: int | None = None,
+    metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
 ):
     """Gradient descent on the discrete eq. (16) with W fixed: ``H ← H + η_k(WM − λH)``.
 
@@ -899,7 +1027,7 @@ def anchored_descent(
     _check_scalar("weight_decay", weight_decay)
     record_every = _check_record_every(record_every)
     dt = _float_dtype(H0, W)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
+    cast = lambda x: jnp.asarray(x, dt)
     _check_metrics_fn(metrics_fn)
     args = (H0.astype(dt), W.astype(dt), cast(lrs), cast(gamma), cast(weight_decay))
     if metrics_fn is None:
@@ -916,7 +1044,7 @@ def anchored_descent(
 
 def _spherical_sim_impl(H0, W, lrs, gamma, *, N, record_every, rescaled, metrics_fn=None):
     C = W.shape[1]
-    G = _repeat(_targets(W, gamma, C, N), N)           # −∂L/∂ĥ per column (p, C*N)
+    G = _repeat(_targets(W, gamma, C, N), N)  # −∂L/∂ĥ per column (p, C*N)
     Ghat = G / jnp.linalg.norm(G, axis=0, keepdims=True)
     b = jnp.zeros((C,), H0.dtype)
 
@@ -944,8 +1072,14 @@ _spherical_sim = jax.jit(_spherical_sim_impl, static_argnames=("N", "record_ever
 
 
 def spherical_descent(
-    H0: ArrayLike, W: ArrayLike, lrs: ArrayLike, *, gamma: ArrayLike, rescaled: bool = False,
-    record_every: int | None = None, metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
+    H0: ArrayLike,
+    W: ArrayLike,
+    lrs: ArrayLike,
+    *,
+    gamma: ArrayLike,
+    rescaled: bool = False,
+    record_every: int | None = None,
+    metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
 ):
     """Gradient descent on normalized features with fixed prototypes, eq. (19) (Theorem 7).
 
@@ -973,8 +1107,9 @@ def spherical_descent(
     if metrics_fn is None:
         H, traj = _spherical_sim(*args, N=N, record_every=record_every, rescaled=rescaled)
     else:
-        H, traj = _spherical_sim_impl(*args, N=N, record_every=record_every, rescaled=rescaled,
-                                      metrics_fn=metrics_fn)
+        H, traj = _spherical_sim_impl(
+            *args, N=N, record_every=record_every, rescaled=rescaled, metrics_fn=metrics_fn
+        )
     return H if record_every is None else (H, traj)
 
 
@@ -1000,27 +1135,27 @@ def _M_dense(gamma: Array, C: int, N: int, dtype) -> Array:
 @partial(jax.jit, static_argnames=("N",))
 def _ntk_core(H0, W0, b0, K, t, gamma, eta, *, N):
     C = W0.shape[1]
-    M = _M_dense(gamma, C, N, H0.dtype)                      # (C, C*N)
-    KMt = K @ M.T                                            # (C*N, C)
-    X = eta * (M @ KMt)                                      # η M K Mᵀ, symmetric PSD (C, C)
+    M = _M_dense(gamma, C, N, H0.dtype)  # (C, C*N)
+    KMt = K @ M.T  # (C*N, C)
+    X = eta * (M @ KMt)  # η M K Mᵀ, symmetric PSD (C, C)
     X = (X + X.T) / 2
     x, V = jnp.linalg.eigh(X)
     tt = t[..., None]
-    y = tt * tt * x                                          # (..., C); y < 0 if K is indefinite
+    y = tt * tt * x  # (..., C); y < 0 if K is indefinite
     small = jnp.abs(y) < _SMALL_D2
     r = jnp.sqrt(jnp.where(small, 1.0, jnp.abs(y)))
     ys = jnp.where(small, 1.0, y)
     pos = y > 0
-    ch = jnp.where(pos, jnp.cosh(r), jnp.cos(r))            # cosh(√y), analytic in y
-    shc = jnp.where(pos, jnp.sinh(r), jnp.sin(r)) / r       # sinh(√y)/√y
-    f1 = jnp.where(small, 1 + y / 2 + y ** 2 / 24 + y ** 3 / 720, ch)
-    sinhc = jnp.where(small, 1 + y / 6 + y ** 2 / 120 + y ** 3 / 5040, shc)
-    coshm = jnp.where(small, 0.5 + y / 24 + y ** 2 / 720 + y ** 3 / 40320, (ch - 1) / ys)
-    f2 = tt * sinhc                                          # sinh(t√x)/√x
-    f3 = tt * tt * coshm                                     # (cosh(t√x) − 1)/x
-    F = lambda f: jnp.einsum("ij,...j,kj->...ik", V, f, V)  # noqa: E731  V diag(f) Vᵀ
+    ch = jnp.where(pos, jnp.cosh(r), jnp.cos(r))  # cosh(√y), analytic in y
+    shc = jnp.where(pos, jnp.sinh(r), jnp.sin(r)) / r  # sinh(√y)/√y
+    f1 = jnp.where(small, 1 + y / 2 + y**2 / 24 + y**3 / 720, ch)
+    sinhc = jnp.where(small, 1 + y / 6 + y**2 / 120 + y**3 / 5040, shc)
+    coshm = jnp.where(small, 0.5 + y / 24 + y**2 / 720 + y**3 / 40320, (ch - 1) / ys)
+    f2 = tt * sinhc  # sinh(t√x)/√x
+    f3 = tt * tt * coshm  # (cosh(t√x) − 1)/x
+    F = lambda f: jnp.einsum("ij,...j,kj->...ik", V, f, V)
     F1, F2, F3 = F(f1), F(f2), F(f3)
-    HMt = H0 @ M.T                                           # (p, C)
+    HMt = H0 @ M.T  # (p, C)
     W = W0 @ F1 + HMt @ F2
     H = H0 + eta * ((HMt @ F3 + W0 @ F2) @ KMt.T)
     b = b0 + tt * _c0(gamma, C)
@@ -1028,7 +1163,13 @@ def _ntk_core(H0, W0, b0, K, t, gamma, eta, *, N):
 
 
 def ntk_closed_form(
-    H0: ArrayLike, W0: ArrayLike, b0: ArrayLike, K: ArrayLike, t: ArrayLike, *, gamma: ArrayLike,
+    H0: ArrayLike,
+    W0: ArrayLike,
+    b0: ArrayLike,
+    K: ArrayLike,
+    t: ArrayLike,
+    *,
+    gamma: ArrayLike,
     eta: ArrayLike = 1.0,
 ) -> tuple[Array, Array, Array]:
     """Theorem 8: linearized (constant-NTK) flow under the unhinged loss, in closed form.
@@ -1051,13 +1192,19 @@ def ntk_closed_form(
     _check_scalar("gamma", gamma)
     _check_scalar("eta", eta)
     dt = _float_dtype(H0, W0, b0, K)
-    cast = lambda x: jnp.asarray(x, dt)  # noqa: E731
-    return _ntk_core(H0.astype(dt), W0.astype(dt), b0.astype(dt), cast(K), cast(t), cast(gamma),
-                     cast(eta), N=N)
+    cast = lambda x: jnp.asarray(x, dt)
+    return _ntk_core(
+        H0.astype(dt), W0.astype(dt), b0.astype(dt), cast(K), cast(t), cast(gamma), cast(eta), N=N
+    )
 
 
 def mse_ntk_rhs(
-    H: ArrayLike, W: ArrayLike, b: ArrayLike, K: ArrayLike, *, eta: ArrayLike = 1.0,
+    H: ArrayLike,
+    W: ArrayLike,
+    b: ArrayLike,
+    K: ArrayLike,
+    *,
+    eta: ArrayLike = 1.0,
 ) -> tuple[Array, Array, Array]:
     """Right-hand side of the constant-NTK MSE flow, eq. (25) — quadratic, hence non-linear.
 

@@ -31,8 +31,9 @@ __all__ = ["sweep_parameters", "make_problem", "run", "plot", "save", "growth_ra
 # --------------------------------------------------------------------------------------------
 # problem and parameters
 # --------------------------------------------------------------------------------------------
-def _resolve_weight_decay(value, gamma: float, num_classes: int, num_per_class: int,
-                          critical: bool = False) -> float:
+def _resolve_weight_decay(
+    value, gamma: float, num_classes: int, num_per_class: int, critical: bool = False
+) -> float:
     if critical:
         value = "critical"
     if isinstance(value, str):
@@ -64,8 +65,12 @@ def sweep_parameters(config) -> dict[str, np.ndarray]:
         raise ValueError("config.sweep_values is empty")
     out: dict[str, list[float]] = {k: [] for k in SWEEP_FIELDS}
     for v in values:
-        p = {"gamma": config.gamma, "lr": config.lr, "s": config.s,
-             "weight_decay": config.weight_decay}
+        p = {
+            "gamma": config.gamma,
+            "lr": config.lr,
+            "s": config.s,
+            "weight_decay": config.weight_decay,
+        }
         p[field] = v
         gamma = float(p["gamma"])
         if gamma < 0:
@@ -75,9 +80,15 @@ def sweep_parameters(config) -> dict[str, np.ndarray]:
         out["gamma"].append(gamma)
         out["lr"].append(float(p["lr"]))
         out["s"].append(float(p["s"]))
-        out["weight_decay"].append(_resolve_weight_decay(
-            p["weight_decay"], gamma, config.num_classes, config.num_per_class,
-            critical=config.critical_weight_decay and field != "weight_decay"))
+        out["weight_decay"].append(
+            _resolve_weight_decay(
+                p["weight_decay"],
+                gamma,
+                config.num_classes,
+                config.num_per_class,
+                critical=config.critical_weight_decay and field != "weight_decay",
+            )
+        )
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -105,8 +116,13 @@ def _references(h0: Array, w0: Array, gamma, s, num_per_class: int) -> dict[str,
     h1p, w1p = proj["E1+"]
     h1m, w1m = proj["E1-"]
     r = (1.0 - s) / (1.0 + s)
-    return {"dir_H": hbar / nbar, "dir_W": wbar / nbar,
-            "crit_H": h1p + r * h1m, "crit_W": w1p - r * w1m, "P": w1p}
+    return {
+        "dir_H": hbar / nbar,
+        "dir_W": wbar / nbar,
+        "crit_H": h1p + r * h1m,
+        "crit_W": w1p - r * w1m,
+        "P": w1p,
+    }
 
 
 def _accuracy(h: Array, w: Array, b: Array, num_per_class: int) -> Array:
@@ -132,8 +148,9 @@ def unconstrained_metrics(h, w, b, ref, gamma, num_per_class: int) -> dict[str, 
         "norm_W": n_w,
         "norm_Z": n_z,
         "log_norm_W": jnp.log(n_w),
-        "dist_direction": jnp.sqrt(jnp.sum((h / n_z - ref["dir_H"]) ** 2)
-                                   + jnp.sum((w / n_z - ref["dir_W"]) ** 2)),
+        "dist_direction": jnp.sqrt(
+            jnp.sum((h / n_z - ref["dir_H"]) ** 2) + jnp.sum((w / n_z - ref["dir_W"]) ** 2)
+        ),
         "dist_H_limit": _fro(h - ref["crit_H"]),
         "dist_W_limit": _fro(w - ref["crit_W"]),
         "dist_W_P": _fro(w - ref["P"]),
@@ -159,7 +176,8 @@ def _record_steps(config) -> np.ndarray:
     if config.steps < 1 or config.record_every < 1 or config.steps % config.record_every:
         raise ValueError(
             f"config.steps={config.steps} must be a positive multiple of "
-            f"config.record_every={config.record_every}")
+            f"config.record_every={config.record_every}"
+        )
     return np.arange(0, config.steps + 1, config.record_every)
 
 
@@ -170,26 +188,35 @@ def _unconstrained_sweep(config, params, h0, w0, b0, closed: bool):
     # (H0, W0, b0) are jit arguments, not closed-over constants: XLA would constant-fold them.
     def one(gamma, lr, s, lam, h0, w0, b0):
         ref = _references(h0, w0, gamma, s, n)
-        metrics_fn = lambda h, w, b: unconstrained_metrics(h, w, b, ref, gamma, n)  # noqa: E731
+        metrics_fn = lambda h, w, b: unconstrained_metrics(h, w, b, ref, gamma, n)
         lrs = jnp.full((config.steps,), lr, h0.dtype)
         _, traj = ufm.gradient_descent(
-            h0, w0, b0, lrs, gamma=gamma, s=s, weight_decay=(lam, lam),
-            record_every=config.record_every, metrics_fn=metrics_fn)
+            h0,
+            w0,
+            b0,
+            lrs,
+            gamma=gamma,
+            s=s,
+            weight_decay=(lam, lam),
+            record_every=config.record_every,
+            metrics_fn=metrics_fn,
+        )
         return traj
 
     def one_closed(gamma, lr, s, lam, h0, w0, b0):
         ref = _references(h0, w0, gamma, s, n)
 
         def at(k):
-            h, w, b = ufm.gd_closed_form(h0, w0, b0, k, lr, gamma=gamma, s=s,
-                                         weight_decay=(lam, lam))
+            h, w, b = ufm.gd_closed_form(
+                h0, w0, b0, k, lr, gamma=gamma, s=s, weight_decay=(lam, lam)
+            )
             return unconstrained_metrics(h, w, b, ref, gamma, n)
 
         return jax.lax.map(at, jnp.asarray(steps))
 
     args = tuple(jnp.asarray(params[k], h0.dtype) for k in ("gamma", "lr", "s", "weight_decay"))
     t0 = time.perf_counter()
-    sweep = lambda f: jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, None, None, None)))  # noqa: E731
+    sweep = lambda f: jax.jit(jax.vmap(f, in_axes=(0, 0, 0, 0, None, None, None)))
     sim = jax.block_until_ready(sweep(one)(*args, h0, w0, b0))
     t_sim = time.perf_counter() - t0
     out = {"sim": sim, "time_sim_s": t_sim}
@@ -205,17 +232,25 @@ def _spherical_sweep(config, params, h0, w0):
     out = {}
     t0 = time.perf_counter()
     for rescaled in (False, True):
+
         def one(gamma, lr, h0, w0):
-            metrics_fn = lambda h: spherical_metrics(h, w0, n)  # noqa: E731
+            metrics_fn = lambda h: spherical_metrics(h, w0, n)
             lrs = jnp.full((config.steps,), lr, h0.dtype)
-            _, traj = ufm.spherical_descent(h0, w0, lrs, gamma=gamma, rescaled=rescaled,
-                                            record_every=config.record_every,
-                                            metrics_fn=metrics_fn)
+            _, traj = ufm.spherical_descent(
+                h0,
+                w0,
+                lrs,
+                gamma=gamma,
+                rescaled=rescaled,
+                record_every=config.record_every,
+                metrics_fn=metrics_fn,
+            )
             return traj
 
         args = (jnp.asarray(params["gamma"], h0.dtype), jnp.asarray(params["lr"], h0.dtype))
         out["rescaled" if rescaled else "plain"] = jax.block_until_ready(
-            jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))(*args, h0, w0))
+            jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))(*args, h0, w0)
+        )
     out["time_sim_s"] = time.perf_counter() - t0
     return out
 
@@ -230,8 +265,9 @@ def growth_rates(config, params, norm_z: np.ndarray, window_steps: int = 2000) -
     for i in range(len(params["gamma"])):
         gamma, lr, s, lam = (float(params[k][i]) for k in ("gamma", "lr", "s", "weight_decay"))
         with jax.enable_x64(True):
-            sig1, sig2 = (float(x) for x in ufm.eigenvalues(config.num_classes,
-                                                             config.num_per_class, gamma))
+            sig1, sig2 = (
+                float(x) for x in ufm.eigenvalues(config.num_classes, config.num_per_class, gamma)
+            )
         radius = abs(1 - s * lr * lam)
         for sig in (sig1, -sig1, sig2, -sig2):
             t = np.array([[1 - s * lr * lam, s * lr * sig], [lr * sig, 1 - lr * lam]])
@@ -245,8 +281,17 @@ def growth_rates(config, params, norm_z: np.ndarray, window_steps: int = 2000) -
         # relative to the scale of the per-step rates (η·σ₁), so a predicted rate of 0 (λ = λ*)
         # is judged by how close the measurement is to 0 on that scale
         rel = abs(measured - predicted) / max(abs(predicted), lr * sig1 * max(s, 1.0))
-        rows.append({"gamma": gamma, "lr": lr, "s": s, "weight_decay": lam,
-                     "measured": measured, "predicted": predicted, "rel_error": rel})
+        rows.append(
+            {
+                "gamma": gamma,
+                "lr": lr,
+                "s": s,
+                "weight_decay": lam,
+                "measured": measured,
+                "predicted": predicted,
+                "rel_error": rel,
+            }
+        )
     return rows
 
 
@@ -259,8 +304,9 @@ def run(config) -> dict[str, Any]:
     params = sweep_parameters(config)
     labels = tuple(config.sweep_labels) or tuple(str(v) for v in config.sweep_values)
     if len(labels) != len(params["gamma"]):
-        raise ValueError(f"config.sweep_labels has {len(labels)} entries for "
-                         f"{len(params['gamma'])} sweep values")
+        raise ValueError(
+            f"config.sweep_labels has {len(labels)} entries for {len(params['gamma'])} sweep values"
+        )
     with jax.enable_x64(config.dtype == "float64"):
         dtype = jnp.float64 if config.dtype == "float64" else jnp.float32
         h0, w0, b0 = make_problem(jax.random.PRNGKey(config.seed), config, dtype)
@@ -268,10 +314,13 @@ def run(config) -> dict[str, Any]:
             raw = _spherical_sweep(config, params, h0, w0)
         else:
             raw = _unconstrained_sweep(config, params, h0, w0, b0, config.closed_form)
-    to_list = lambda tree: jax.tree.map(lambda x: np.asarray(x).tolist(), tree)  # noqa: E731
+    to_list = lambda tree: jax.tree.map(lambda x: np.asarray(x).tolist(), tree)
     result: dict[str, Any] = {
-        "figure": config.figure, "title": config.title, "kind": config.kind,
-        "labels": list(labels), "params": {k: v.tolist() for k, v in params.items()},
+        "figure": config.figure,
+        "title": config.title,
+        "kind": config.kind,
+        "labels": list(labels),
+        "params": {k: v.tolist() for k, v in params.items()},
         "steps": _record_steps(config).tolist(),
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
         "timing": {k: v for k, v in raw.items() if k.startswith("time_")},
@@ -283,9 +332,14 @@ def run(config) -> dict[str, Any]:
         result["growth"] = growth_rates(config, params, np.asarray(raw["sim"]["norm_Z"]))
         if "closed" in raw:
             result["max_rel_gap_closed_vs_sim"] = {
-                k: float(np.max(np.abs(np.asarray(raw["sim"][k]) - np.asarray(raw["closed"][k]))
-                                / np.maximum(np.abs(np.asarray(raw["closed"][k])), 1e-12)))
-                for k in ("norm_Z", "norm_H", "norm_W")}
+                k: float(
+                    np.max(
+                        np.abs(np.asarray(raw["sim"][k]) - np.asarray(raw["closed"][k]))
+                        / np.maximum(np.abs(np.asarray(raw["closed"][k])), 1e-12)
+                    )
+                )
+                for k in ("norm_Z", "norm_H", "norm_W")
+            }
     return result
 
 
@@ -293,11 +347,18 @@ def run(config) -> dict[str, Any]:
 # output
 # --------------------------------------------------------------------------------------------
 _PANEL_TITLES = {
-    "loss": "training loss", "accuracy": "training accuracy", "norm_Z": "‖Z(t)‖",
-    "norm_H": "‖H(t)‖", "norm_W": "‖W(t)‖", "log_norm_W": "log ‖W(t)‖",
-    "dist_direction": "‖Z/‖Z‖ − Z̄/‖Z̄‖‖", "dist_H_limit": "‖H(t) − H̄‖",
-    "dist_W_limit": "‖W(t) − W̄‖", "dist_W_P": "‖W(t) − P‖",
-    "hw_gap_rel": "‖H − W⊗1ᵀ/√N‖ / ‖Z‖", "dist_sphere": "‖Ĥ(t) − W(I⊗1ᵀ)‖",
+    "loss": "training loss",
+    "accuracy": "training accuracy",
+    "norm_Z": "‖Z(t)‖",
+    "norm_H": "‖H(t)‖",
+    "norm_W": "‖W(t)‖",
+    "log_norm_W": "log ‖W(t)‖",
+    "dist_direction": "‖Z/‖Z‖ − Z̄/‖Z̄‖‖",
+    "dist_H_limit": "‖H(t) − H̄‖",
+    "dist_W_limit": "‖W(t) − W̄‖",
+    "dist_W_P": "‖W(t) − P‖",
+    "hw_gap_rel": "‖H − W⊗1ᵀ/√N‖ / ‖Z‖",
+    "dist_sphere": "‖Ĥ(t) − W(I⊗1ᵀ)‖",
 }
 
 
@@ -309,10 +370,14 @@ def plot(result: dict[str, Any], path: str, panels=None, log_panels=()) -> None:
     import matplotlib.pyplot as plt
 
     panels = tuple(panels or result["config"]["panels"])
-    groups = [("plain", "plain η"), ("rescaled", "rescaled η")] if result["kind"] == "spherical" \
+    groups = (
+        [("plain", "plain η"), ("rescaled", "rescaled η")]
+        if result["kind"] == "spherical"
         else [("sim", "")]
-    fig, axes = plt.subplots(len(groups), len(panels), squeeze=False,
-                             figsize=(4.2 * len(panels), 3.4 * len(groups)))
+    )
+    fig, axes = plt.subplots(
+        len(groups), len(panels), squeeze=False, figsize=(4.2 * len(panels), 3.4 * len(groups))
+    )
     steps = np.asarray(result["steps"])
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for gi, (key, gname) in enumerate(groups):
@@ -322,8 +387,14 @@ def plot(result: dict[str, Any], path: str, panels=None, log_panels=()) -> None:
                 color = colors[i % len(colors)]
                 ax.plot(steps, np.asarray(result[key][panel])[i], color=color, lw=1.5, label=label)
                 if "closed" in result and key == "sim":
-                    ax.plot(steps, np.asarray(result["closed"][panel])[i], color="k", lw=0.8,
-                            ls="--", alpha=0.8)
+                    ax.plot(
+                        steps,
+                        np.asarray(result["closed"][panel])[i],
+                        color="k",
+                        lw=0.8,
+                        ls="--",
+                        alpha=0.8,
+                    )
             if panel in log_panels:
                 ax.set_yscale("log")
             elif panel == "loss":  # spans many orders of magnitude, with either sign

@@ -35,45 +35,45 @@ CURVE_EVAL_EVERY = 200
 
 
 def _paper_config(variant: str, data: str, lam_arg: str):
-  if variant == "ul":
-    if data != "full":
-      raise ValueError("the plain-UL (Fig. 19) run is defined on the full CIFAR-10 only")
-    return fig19.get_config("ul")
-  if data == "full":
-    return fig2.get_config(f"cifar10,{variant}")
-  if data == "split":
-    if variant not in table3.VARIANTS:
-      raise ValueError(f"split runs take a variant of {table3.VARIANTS}; got {variant!r}")
-    c = table3.get_config(f"{variant},cifar10{lam_arg}")
-    c.data.name = "cifar10_split_id"
-    return c
-  if variant not in table2.VARIANTS:
-    raise ValueError(f"{data} runs take a variant of {table2.VARIANTS}; got {variant!r}")
-  return table2.get_config(f"{variant},{data}{lam_arg}")
+    if variant == "ul":
+        if data != "full":
+            raise ValueError("the plain-UL (Fig. 19) run is defined on the full CIFAR-10 only")
+        return fig19.get_config("ul")
+    if data == "full":
+        return fig2.get_config(f"cifar10,{variant}")
+    if data == "split":
+        if variant not in table3.VARIANTS:
+            raise ValueError(f"split runs take a variant of {table3.VARIANTS}; got {variant!r}")
+        c = table3.get_config(f"{variant},cifar10{lam_arg}")
+        c.data.name = "cifar10_split_id"
+        return c
+    if variant not in table2.VARIANTS:
+        raise ValueError(f"{data} runs take a variant of {table2.VARIANTS}; got {variant!r}")
+    return table2.get_config(f"{variant},{data}{lam_arg}")
 
 
 def get_config(arg=None):
-  pos, kw = split_arg(arg, "ul_pal,full")
-  if len(pos) != 2:
-    raise ValueError(f"cpu config argument is '<variant>,<data>[,lam=λ]'; got {arg!r}")
-  variant = choose(pos[0], VARIANTS, "cpu variant")
-  data = choose(pos[1], DATA, "cpu data")
-  lam_arg = f",lam={kw.pop('lam')}" if "lam" in kw else ""
-  if kw:
-    raise ValueError(f"unknown config argument(s) {sorted(kw)}; only lam=λ is accepted")
-  c = _paper_config(variant, data, lam_arg)
-  c.model.arch = ARCH
-  c.model.width_multiplier = WIDTH
-  c.batch_size = BATCH
-  c.eval_batch_size = 500
-  c.objective.efr_weight = c.objective.efr_weight * PAPER_BATCH / BATCH
-  c.num_train_steps = STEPS
-  c.log_every = 10 if variant == "ul" else 20
-  c.eval_every = CURVE_EVAL_EVERY if data == "full" else STEPS
-  c.checkpoint_every = 200
-  c.keep_checkpoints = 2
-  c.tensorboard = False
-  if variant == "ul":
-    c.optimizer.schedule = "constant"
-  c.experiment = f"cpu:{arg or 'ul_pal,full'}"
-  return c
+    pos, kw = split_arg(arg, "ul_pal,full")
+    if len(pos) != 2:
+        raise ValueError(f"cpu config argument is '<variant>,<data>[,lam=λ]'; got {arg!r}")
+    variant = choose(pos[0], VARIANTS, "cpu variant")
+    data = choose(pos[1], DATA, "cpu data")
+    lam_arg = f",lam={kw.pop('lam')}" if "lam" in kw else ""
+    if kw:
+        raise ValueError(f"unknown config argument(s) {sorted(kw)}; only lam=λ is accepted")
+    c = _paper_config(variant, data, lam_arg)
+    c.model.arch = ARCH
+    c.model.width_multiplier = WIDTH
+    c.batch_size = BATCH
+    c.eval_batch_size = 500
+    c.objective.efr_weight = c.objective.efr_weight * PAPER_BATCH / BATCH
+    c.num_train_steps = STEPS
+    c.log_every = 10 if variant == "ul" else 20
+    c.eval_every = CURVE_EVAL_EVERY if data == "full" else STEPS
+    c.checkpoint_every = 200
+    c.keep_checkpoints = 2
+    c.tensorboard = False
+    if variant == "ul":
+        c.optimizer.schedule = "constant"
+    c.experiment = f"cpu:{arg or 'ul_pal,full'}"
+    return c

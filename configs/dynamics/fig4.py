@@ -9,13 +9,13 @@ from configs.dynamics.common import base_config
 
 
 def get_config():
-  c = base_config()
-  c.figure = "fig4_weight_decay"
-  c.title = "Fig. 4: weight-decay sweep (γ = 1/99, s = 1)"
-  c.gamma = 1.0 / 99.0
-  c.sweep_field = "weight_decay"
-  c.sweep_values = (1e-5, 1e-4, 1e-3, 5e-3, "critical")
-  c.sweep_labels = ("λ=1e-5", "λ=1e-4", "λ=1e-3", "λ=5e-3", "λ=λ*")
-  c.panels = ("log_norm_W", "dist_W_P", "hw_gap_rel")
-  c.log_panels = ("dist_W_P", "hw_gap_rel")
-  return c
+    c = base_config()
+    c.figure = "fig4_weight_decay"
+    c.title = "Fig. 4: weight-decay sweep (γ = 1/99, s = 1)"
+    c.gamma = 1.0 / 99.0
+    c.sweep_field = "weight_decay"
+    c.sweep_values = (1e-5, 1e-4, 1e-3, 5e-3, "critical")
+    c.sweep_labels = ("λ=1e-5", "λ=1e-4", "λ=1e-3", "λ=5e-3", "λ=λ*")
+    c.panels = ("log_norm_W", "dist_W_P", "hw_gap_rel")
+    c.log_panels = ("dist_W_P", "hw_gap_rel")
+    return c

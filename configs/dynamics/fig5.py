@@ -10,13 +10,13 @@ from configs.dynamics.common import base_config
 
 
 def get_config():
-  c = base_config()
-  c.figure = "fig5_critical_gamma"
-  c.title = "Fig. 5: λ = λ*(γ), γ sweep"
-  c.critical_weight_decay = True
-  c.sweep_field = "gamma"
-  c.sweep_values = (0.0, 0.1, 0.01, 0.001, 1.0 / 99.0)
-  c.sweep_labels = ("γ=0", "γ=0.1", "γ=0.01", "γ=0.001", "γ=1/99")
-  c.panels = ("accuracy", "dist_H_limit", "dist_W_limit", "norm_H", "norm_W")
-  c.log_panels = ("dist_H_limit", "dist_W_limit", "norm_H", "norm_W")
-  return c
+    c = base_config()
+    c.figure = "fig5_critical_gamma"
+    c.title = "Fig. 5: λ = λ*(γ), γ sweep"
+    c.critical_weight_decay = True
+    c.sweep_field = "gamma"
+    c.sweep_values = (0.0, 0.1, 0.01, 0.001, 1.0 / 99.0)
+    c.sweep_labels = ("γ=0", "γ=0.1", "γ=0.01", "γ=0.001", "γ=1/99")
+    c.panels = ("accuracy", "dist_H_limit", "dist_W_limit", "norm_H", "norm_W")
+    c.log_panels = ("dist_H_limit", "dist_W_limit", "norm_H", "norm_W")
+    return c

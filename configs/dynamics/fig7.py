@@ -11,14 +11,14 @@ from configs.dynamics.common import base_config
 
 
 def get_config():
-  c = base_config()
-  c.figure = "fig7_weight_decay_s05"
-  c.title = "Fig. 7: weight-decay sweep with s = 0.5 (Corollary 5 limit with r = 1/3)"
-  c.gamma = 1.0 / 99.0
-  c.s = 0.5
-  c.sweep_field = "weight_decay"
-  c.sweep_values = (1e-5, 1e-4, 1e-3, 5e-3, "critical")
-  c.sweep_labels = ("λ=1e-5", "λ=1e-4", "λ=1e-3", "λ=5e-3", "λ=λ*")
-  c.panels = ("log_norm_W", "dist_W_limit", "dist_H_limit")
-  c.log_panels = ("dist_W_limit", "dist_H_limit")
-  return c
+    c = base_config()
+    c.figure = "fig7_weight_decay_s05"
+    c.title = "Fig. 7: weight-decay sweep with s = 0.5 (Corollary 5 limit with r = 1/3)"
+    c.gamma = 1.0 / 99.0
+    c.s = 0.5
+    c.sweep_field = "weight_decay"
+    c.sweep_values = (1e-5, 1e-4, 1e-3, 5e-3, "critical")
+    c.sweep_labels = ("λ=1e-5", "λ=1e-4", "λ=1e-3", "λ=5e-3", "λ=λ*")
+    c.panels = ("log_norm_W", "dist_W_limit", "dist_H_limit")
+    c.log_panels = ("dist_W_limit", "dist_H_limit")
+    return c

@@ -2,7 +2,7 @@
 
 Each module is an ``ml_collections`` config file ``get_config(arg)`` built on the top-level dataset
 configs (``configs/cifar10.py`` ...; no field is duplicated here) and lists every argument of its
-grid in ``ARGS`` (the test ``tests/test_reproduce.py`` validates and builds all of them). The runs
+grid in ``ARGS`` (the test ``tests/test_paper_reproduce.py`` validates and builds all of them). The runs
 of ``python -m launch.reproduce --suite paper`` are listed, as data, in ``ul_jax/paper/suites.py``
 (``PAPER_RUNS``):
 
@@ -32,41 +32,41 @@ from __future__ import annotations
 
 
 def split_arg(arg: str | None, default: str) -> tuple[list[str], dict[str, str]]:
-  """``"a,b,lam=1e-5"`` → ``(["a", "b"], {"lam": "1e-5"})`` (``None``/empty: ``default``)."""
-  text = arg.strip() if arg and arg.strip() else default
-  pos: list[str] = []
-  kw: dict[str, str] = {}
-  for tok in (t.strip() for t in text.split(",")):
-    if not tok:
-      continue
-    if "=" in tok:
-      k, v = tok.split("=", 1)
-      kw[k.strip()] = v.strip()
-    else:
-      pos.append(tok)
-  return pos, kw
+    """``"a,b,lam=1e-5"`` → ``(["a", "b"], {"lam": "1e-5"})`` (``None``/empty: ``default``)."""
+    text = arg.strip() if arg and arg.strip() else default
+    pos: list[str] = []
+    kw: dict[str, str] = {}
+    for tok in (t.strip() for t in text.split(",")):
+        if not tok:
+            continue
+        if "=" in tok:
+            k, v = tok.split("=", 1)
+            kw[k.strip()] = v.strip()
+        else:
+            pos.append(tok)
+    return pos, kw
 
 
 def choose(value: str, allowed, what: str) -> str:
-  if value not in allowed:
-    raise ValueError(f"{what} must be one of {tuple(allowed)}; got {value!r}")
-  return value
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {tuple(allowed)}; got {value!r}")
+    return value
 
 
 def parse_lambda(kw: dict[str, str], variant: str) -> float | None:
-  """The ``lam=`` override (only for the EFR variants), or ``None``."""
-  unknown = set(kw) - {"lam"}
-  if unknown:
-    raise ValueError(f"unknown config argument(s) {sorted(unknown)}; only lam=λ is accepted")
-  if "lam" not in kw:
-    return None
-  if not variant.endswith("_efr"):
-    raise ValueError(f"lam= applies to the EFR variants only; got variant {variant!r}")
-  lam = float(kw["lam"])
-  if not lam > 0:
-    raise ValueError(f"lam must be > 0; got {lam}")
-  return lam
+    """The ``lam=`` override (only for the EFR variants), or ``None``."""
+    unknown = set(kw) - {"lam"}
+    if unknown:
+        raise ValueError(f"unknown config argument(s) {sorted(unknown)}; only lam=λ is accepted")
+    if "lam" not in kw:
+        return None
+    if not variant.endswith("_efr"):
+        raise ValueError(f"lam= applies to the EFR variants only; got variant {variant!r}")
+    lam = float(kw["lam"])
+    if not lam > 0:
+        raise ValueError(f"lam must be > 0; got {lam}")
+    return lam
 
 
 def lam_token(lam: float) -> str:
-  return f"lam={lam:g}"
+    return f"lam={lam:g}"

@@ -13,10 +13,10 @@ ARGS = ("ul",)
 
 
 def get_config(arg=None):
-  if arg not in (None, "", "ul"):
-    raise ValueError(f"fig19 has the single variant 'ul'; got {arg!r}")
-  c = cifar10.get_config("ul")
-  c.optimizer.weight_decay = 5e-4
-  c.log_every = 25
-  c.experiment = "fig19:ul"
-  return c
+    if arg not in (None, "", "ul"):
+        raise ValueError(f"fig19 has the single variant 'ul'; got {arg!r}")
+    c = cifar10.get_config("ul")
+    c.optimizer.weight_decay = 5e-4
+    c.log_every = 25
+    c.experiment = "fig19:ul"
+    return c

@@ -17,11 +17,11 @@ ARGS = tuple(f"{d},{v}" for d in DATASETS for v in VARIANTS)
 
 
 def get_config(arg=None):
-  pos, kw = split_arg(arg, "cifar10,ul_pal")
-  if len(pos) != 2 or kw:
-    raise ValueError(f"fig2 config argument is '<dataset>,<variant>'; got {arg!r}")
-  dataset = choose(pos[0], DATASETS, "fig2 dataset")
-  variant = choose(pos[1], VARIANTS, "fig2 variant")
-  c = DATASETS[dataset].get_config(variant)
-  c.experiment = f"fig2:{dataset},{variant}"
-  return c
+    pos, kw = split_arg(arg, "cifar10,ul_pal")
+    if len(pos) != 2 or kw:
+        raise ValueError(f"fig2 config argument is '<dataset>,<variant>'; got {arg!r}")
+    dataset = choose(pos[0], DATASETS, "fig2 dataset")
+    variant = choose(pos[1], VARIANTS, "fig2 variant")
+    c = DATASETS[dataset].get_config(variant)
+    c.experiment = f"fig2:{dataset},{variant}"
+    return c

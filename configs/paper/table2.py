@@ -24,43 +24,45 @@ VARIANTS = ("ce", "ce_efr", "ul_pal", "ul_pal_efr")
 RATIOS = (100, 50, 20, 10)
 CE_LAMBDAS = (5e-6, 1e-5, 5e-5)
 UL_LAMBDAS = (1e-7, 5e-7, 1e-6, 5e-6)
-IMBALANCES = tuple(f"{p}{k}{r}" for p in ("", "c100_") for k in ("exp", "step") for r in RATIOS) \
-    + ("exp1", "c100_exp1")
+IMBALANCES = tuple(f"{p}{k}{r}" for p in ("", "c100_") for k in ("exp", "step") for r in RATIOS) + (
+    "exp1",
+    "c100_exp1",
+)
 
 
 def _grid():
-  out = []
-  for imb in IMBALANCES:
-    out += [f"ce,{imb}", f"ul_pal,{imb}"]
-    out += [f"ce_efr,{imb},{lam_token(x)}" for x in CE_LAMBDAS]
-    out += [f"ul_pal_efr,{imb},{lam_token(x)}" for x in UL_LAMBDAS]
-  return tuple(out)
+    out = []
+    for imb in IMBALANCES:
+        out += [f"ce,{imb}", f"ul_pal,{imb}"]
+        out += [f"ce_efr,{imb},{lam_token(x)}" for x in CE_LAMBDAS]
+        out += [f"ul_pal_efr,{imb},{lam_token(x)}" for x in UL_LAMBDAS]
+    return tuple(out)
 
 
 ARGS = _grid()
 
 
 def parse_imbalance(text: str) -> tuple[str, str, float | None]:
-  """``"c100_step10"`` → ``("cifar100", "step", 10.0)``; ``"exp1"`` → ``("cifar10", "exp", None)``."""
-  choose(text, IMBALANCES, "table2 imbalance")
-  dataset = "cifar100" if text.startswith("c100_") else "cifar10"
-  rest = text.removeprefix("c100_")
-  kind = "exp" if rest.startswith("exp") else "step"
-  ratio = float(rest.removeprefix(kind))
-  return dataset, kind, (None if ratio == 1 else ratio)
+    """``"c100_step10"`` → ``("cifar100", "step", 10.0)``; ``"exp1"`` → ``("cifar10", "exp", None)``."""
+    choose(text, IMBALANCES, "table2 imbalance")
+    dataset = "cifar100" if text.startswith("c100_") else "cifar10"
+    rest = text.removeprefix("c100_")
+    kind = "exp" if rest.startswith("exp") else "step"
+    ratio = float(rest.removeprefix(kind))
+    return dataset, kind, (None if ratio == 1 else ratio)
 
 
 def get_config(arg=None):
-  pos, kw = split_arg(arg, "ul_pal,exp100")
-  if len(pos) != 2:
-    raise ValueError(f"table2 config argument is '<variant>,<imbalance>[,lam=λ]'; got {arg!r}")
-  variant = choose(pos[0], VARIANTS, "table2 variant")
-  dataset, kind, ratio = parse_imbalance(pos[1])
-  lam = parse_lambda(kw, variant)
-  c = (cifar10_lt if dataset == "cifar10" else cifar100_lt).get_config(variant)
-  c.data.imbalance_ratio = ratio
-  c.data.imbalance_kind = kind
-  if lam is not None:
-    c.objective.efr_weight = lam
-  c.experiment = f"table2:{arg or 'ul_pal,exp100'}"
-  return c
+    pos, kw = split_arg(arg, "ul_pal,exp100")
+    if len(pos) != 2:
+        raise ValueError(f"table2 config argument is '<variant>,<imbalance>[,lam=λ]'; got {arg!r}")
+    variant = choose(pos[0], VARIANTS, "table2 variant")
+    dataset, kind, ratio = parse_imbalance(pos[1])
+    lam = parse_lambda(kw, variant)
+    c = (cifar10_lt if dataset == "cifar10" else cifar100_lt).get_config(variant)
+    c.data.imbalance_ratio = ratio
+    c.data.imbalance_kind = kind
+    if lam is not None:
+        c.objective.efr_weight = lam
+    c.experiment = f"table2:{arg or 'ul_pal,exp100'}"
+    return c

@@ -14,24 +14,26 @@ from configs.paper import choose, lam_token, parse_lambda, split_arg
 
 VARIANTS = ("ce", "ce_efr", "ul_pal", "ul_pal_efr")
 DATASETS = {"cifar10": cifar10, "cifar100": cifar100}
-CE_LAMBDAS = (1e-6, 5e-6, 1e-5)      # Table 6
-UL_EFR_LAMBDA = 5e-7                 # Table 3 caption
+CE_LAMBDAS = (1e-6, 5e-6, 1e-5)  # Table 6
+UL_EFR_LAMBDA = 5e-7  # Table 3 caption
 OOD = ("svhn_cropped",)
-ARGS = tuple([f"{v},{d}" for d in DATASETS for v in VARIANTS]
-             + [f"ce_efr,{d},{lam_token(x)}" for d in DATASETS for x in CE_LAMBDAS])
+ARGS = tuple(
+    [f"{v},{d}" for d in DATASETS for v in VARIANTS]
+    + [f"ce_efr,{d},{lam_token(x)}" for d in DATASETS for x in CE_LAMBDAS]
+)
 
 
 def get_config(arg=None):
-  pos, kw = split_arg(arg, "ce,cifar10")
-  if len(pos) != 2:
-    raise ValueError(f"table3 config argument is '<variant>,<dataset>[,lam=λ]'; got {arg!r}")
-  variant = choose(pos[0], VARIANTS, "table3 variant")
-  dataset = choose(pos[1], DATASETS, "table3 dataset")
-  lam = parse_lambda(kw, variant)
-  c = DATASETS[dataset].get_config(variant)
-  if variant == "ul_pal_efr":
-    c.objective.efr_weight = UL_EFR_LAMBDA
-  if lam is not None:
-    c.objective.efr_weight = lam
-  c.experiment = f"table3:{arg or 'ce,cifar10'}"
-  return c
+    pos, kw = split_arg(arg, "ce,cifar10")
+    if len(pos) != 2:
+        raise ValueError(f"table3 config argument is '<variant>,<dataset>[,lam=λ]'; got {arg!r}")
+    variant = choose(pos[0], VARIANTS, "table3 variant")
+    dataset = choose(pos[1], DATASETS, "table3 dataset")
+    lam = parse_lambda(kw, variant)
+    c = DATASETS[dataset].get_config(variant)
+    if variant == "ul_pal_efr":
+        c.objective.efr_weight = UL_EFR_LAMBDA
+    if lam is not None:
+        c.objective.efr_weight = lam
+    c.experiment = f"table3:{arg or 'ce,cifar10'}"
+    return c

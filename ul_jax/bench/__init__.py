@@ -53,4 +53,3 @@ def run(suite: str, *args, json_path: str | None = None, **kwargs) -> dict:
         with open(json_path, "w") as f:
             json.dump(out, f, indent=2)
     return out
-

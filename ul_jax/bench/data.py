@@ -30,8 +30,14 @@ def _load(source: str, data_dir: str | None):
     return ds.images, ds.labels
 
 
-def data_benchmark(source: str = "image_folder", batch_size: int = 128, steps: int = 200,
-                   warmup: int = 20, seed: int = 0, data_dir: str | None = None) -> dict:
+def data_benchmark(
+    source: str = "image_folder",
+    batch_size: int = 128,
+    steps: int = 200,
+    warmup: int = 20,
+    seed: int = 0,
+    data_dir: str | None = None,
+) -> dict:
     """Images/s of the train input pipeline on ``source`` (image_folder | tfds | synthetic)."""
     t0 = time.perf_counter()
     images, labels = _load(source, data_dir)
@@ -66,4 +72,3 @@ def data_benchmark(source: str = "image_folder", batch_size: int = 128, steps: i
         "dataset_load_s": load_s,
         "devices": [str(d) for d in jax.devices()],
     }
-

@@ -73,8 +73,10 @@ def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
     tx, sched = T.build_optimizer_from_config(config, total_steps=steps + 1, steps_per_epoch=1)
     cfg = T.step_config_from(config, types.SimpleNamespace(mean=_MEAN, std=_STD))
     rng = np.random.default_rng(0)
-    host = {"image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-            "label": rng.integers(0, num_classes, batch).astype(np.int32)}
+    host = {
+        "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, num_classes, batch).astype(np.int32),
+    }
     batch_arr = D.to_global_array(host, mesh)
     eval_batch = D.to_global_array({**host, "mask": np.ones(batch, bool)}, mesh)
 
@@ -85,7 +87,7 @@ def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
     compile_s = time.perf_counter() - t0
     flops = _flops(compiled)
 
-    state, m = compiled(state, batch_arr)       # warm-up
+    state, m = compiled(state, batch_arr)  # warm-up
     jax.block_until_ready(m)
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -99,12 +101,20 @@ def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
     ceiling = matmul_ceiling(matmul_n, dtype)
     achieved = flops / step_s if flops else None
     return {
-        "device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-        "devices": mesh.size, "arch": config.model.arch, "variant": config.get("variant"),
-        "head": config.head.kind, "final_relu": config.model.final_relu, "batch": batch,
-        "steps": steps, "dtype": dtype, "image_size": size,
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
+        "devices": mesh.size,
+        "arch": config.model.arch,
+        "variant": config.get("variant"),
+        "head": config.head.kind,
+        "final_relu": config.model.final_relu,
+        "batch": batch,
+        "steps": steps,
+        "dtype": dtype,
+        "image_size": size,
         "compile_s": compile_s,
-        "train_step_s": step_s, "train_images_per_sec": batch / step_s,
+        "train_step_s": step_s,
+        "train_images_per_sec": batch / step_s,
         "eval_images_per_sec": batch / eval_s,
         "flops_per_train_step": flops,
         "achieved_flops_per_sec": achieved,

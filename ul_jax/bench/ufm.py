@@ -17,8 +17,12 @@ def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> d
     from ul_jax import ufm, ufm_figures
     from ul_jax.losses import unhinged_loss
 
-    out: dict = {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
-                 "dtype": dtype, "steps": steps}
+    out: dict = {
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
+        "dtype": dtype,
+        "steps": steps,
+    }
 
     # 1. the Fig. 1 workload end to end (5 γ × steps GD, metrics every 100 steps, + closed form)
     cfg = fig1_config
@@ -38,20 +42,22 @@ def ufm_benchmark(fig1_config, steps: int = 50_000, dtype: str = "float64") -> d
         w0 = jax.random.normal(kw, (p, c), dt)
         b0 = jnp.zeros((c,), dt)
         every = steps // 500
-        norm = lambda h, w, b: {"norm_Z": jnp.sqrt(jnp.sum(h**2) + jnp.sum(w**2))}  # noqa: E731
+        norm = lambda h, w, b: {"norm_Z": jnp.sqrt(jnp.sum(h**2) + jnp.sum(w**2))}
         record_steps = jnp.arange(1, 501) * every
 
         @jax.jit
         def closed_curve(h0, w0, b0):
             def at(k):
                 return norm(*ufm.gd_closed_form(h0, w0, b0, k, 0.1, gamma=1 / 99))["norm_Z"]
+
             return jax.lax.map(at, record_steps)
 
         @jax.jit
         def simulated_curve(h0, w0, b0):
             lrs = jnp.full((steps,), 0.1, dt)
-            return ufm.gradient_descent(h0, w0, b0, lrs, gamma=1 / 99, record_every=every,
-                                        metrics_fn=norm)[1]["norm_Z"]
+            return ufm.gradient_descent(
+                h0, w0, b0, lrs, gamma=1 / 99, record_every=every, metrics_fn=norm
+            )[1]["norm_Z"]
 
         t_closed = best_time(closed_curve, h0, w0, b0)
         t_sim = best_time(simulated_curve, h0, w0, b0, repeats=1)

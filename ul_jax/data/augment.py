@@ -71,7 +71,9 @@ def normalize(images: Array, mean, std) -> Array:
     return (jnp.asarray(images, jnp.float32) - mean) * (1.0 / std)
 
 
-def crop_and_flip(images: Array, offsets: Array, flips: Array, padding: int = CIFAR_PADDING) -> Array:
+def crop_and_flip(
+    images: Array, offsets: Array, flips: Array, padding: int = CIFAR_PADDING
+) -> Array:
     """Zero-pads by ``padding``, crops at ``offsets`` and flips where ``flips``.
 
     Args:
@@ -105,7 +107,9 @@ def crop_and_flip(images: Array, offsets: Array, flips: Array, padding: int = CI
     return jnp.where(jnp.asarray(flips)[:, None, None, None], cropped[:, :, ::-1, :], cropped)
 
 
-def sample_crop_flip(key: Array, batch_size: int, padding: int = CIFAR_PADDING) -> tuple[Array, Array]:
+def sample_crop_flip(
+    key: Array, batch_size: int, padding: int = CIFAR_PADDING
+) -> tuple[Array, Array]:
     """Draws ``offsets (B, 2)`` uniform in ``{0..2p}`` and ``flips (B,)`` Bernoulli(½)."""
     k_off, k_flip = jax.random.split(key)
     offsets = jax.random.randint(k_off, (batch_size, 2), 0, 2 * padding + 1, dtype=jnp.int32)

@@ -43,7 +43,9 @@ class ArrayDataset:
                 f"(images.shape[0],)=({images.shape[0]},)"
             )
         object.__setattr__(self, "class_names", tuple(self.class_names))
-        labels = validate_labels(labels, len(self.class_names), name=f"{self.name}/{self.split} labels")
+        labels = validate_labels(
+            labels, len(self.class_names), name=f"{self.name}/{self.split} labels"
+        )
         object.__setattr__(self, "labels", labels)
 
     @property
@@ -128,7 +130,9 @@ def select_classes(
     )
 
 
-def split_validation(ds: ArrayDataset, per_class: int, seed: int) -> tuple[ArrayDataset, ArrayDataset]:
+def split_validation(
+    ds: ArrayDataset, per_class: int, seed: int
+) -> tuple[ArrayDataset, ArrayDataset]:
     """A class-balanced validation set held out of a training set: ``(train_rest, validation)``.
 
     From every class ``c`` the first ``per_class`` indices of a seeded permutation of that class's

@@ -33,7 +33,9 @@ def _digits_arrays_cached(image_size: int) -> tuple[np.ndarray, np.ndarray]:
     if image_size != 8:
         gray = np.stack(
             [
-                np.asarray(Image.fromarray(g).resize((image_size, image_size), Image.Resampling.BILINEAR))
+                np.asarray(
+                    Image.fromarray(g).resize((image_size, image_size), Image.Resampling.BILINEAR)
+                )
                 for g in gray
             ]
         )
@@ -51,7 +53,9 @@ def digits_arrays(image_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     return _digits_arrays_cached(int(image_size))
 
 
-def digits_split_indices(labels: np.ndarray, split: str, seed: int = 0, test_fraction: float = 0.25) -> np.ndarray:
+def digits_split_indices(
+    labels: np.ndarray, split: str, seed: int = 0, test_fraction: float = 0.25
+) -> np.ndarray:
     """Sorted indices of ``split`` (``"train"``/``"test"``/``"all"``) of the seeded stratified split."""
     if split == "all":
         return np.arange(len(labels))
@@ -70,11 +74,20 @@ def digits_split_indices(labels: np.ndarray, split: str, seed: int = 0, test_fra
 
 
 def load_digits(
-    split: str, *, image_size: int = 16, seed: int = 0, test_fraction: float = 0.25, name: str = "digits"
+    split: str,
+    *,
+    image_size: int = 16,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+    name: str = "digits",
 ) -> ArrayDataset:
     """The sklearn digits as an :class:`ArrayDataset` of ``image_size²`` RGB images."""
     images, labels = digits_arrays(image_size)
     idx = digits_split_indices(labels, split, seed, test_fraction)
     return ArrayDataset(
-        name=name, split=split, images=images[idx], labels=labels[idx], class_names=DIGITS_CLASS_NAMES
+        name=name,
+        split=split,
+        images=images[idx],
+        labels=labels[idx],
+        class_names=DIGITS_CLASS_NAMES,
     )

@@ -142,8 +142,10 @@ def _guard_archive(stream: Iterator[tuple[str, str, bytes]], where: str):
     try:
         yield from stream
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        raise ValueError(f"cannot read {where}: {type(e).__name__}: {e}. The archive is "
-                         "truncated or corrupt: copy or download it again") from e
+        raise ValueError(
+            f"cannot read {where}: {type(e).__name__}: {e}. The archive is "
+            "truncated or corrupt: copy or download it again"
+        ) from e
 
 
 def _decode_folder(

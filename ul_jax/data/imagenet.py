@@ -70,7 +70,9 @@ class ParsedRecords(Sequence):
     ``{"image": encoded bytes, "label": int}`` (other features dropped).
     """
 
-    def __init__(self, records: Sequence[bytes], features, image_key: str = "image", label_key: str = "label"):
+    def __init__(
+        self, records: Sequence[bytes], features, image_key: str = "image", label_key: str = "label"
+    ):
         from tensorflow_datasets.core import example_parser
 
         self._records = records
@@ -104,7 +106,9 @@ def scan_labels(source: Sequence[Any]) -> np.ndarray:
     return np.fromiter((int(source[i]["label"]) for i in range(len(source))), np.int64, len(source))
 
 
-def class_subset_indices(labels: np.ndarray, num_classes: int = IMAGENET100_NUM_CLASSES) -> np.ndarray:
+def class_subset_indices(
+    labels: np.ndarray, num_classes: int = IMAGENET100_NUM_CLASSES
+) -> np.ndarray:
     """Ascending positions whose label is ``< num_classes``."""
     return np.flatnonzero(np.asarray(labels) < num_classes).astype(np.int64)
 
@@ -119,13 +123,17 @@ def imagenet100_indices(
     entry = None
     if cache_key is not None:
         base = Path(cache_dir).expanduser() if cache_dir is not None else _cache.default_cache_dir()
-        entry = base / "imagenet_index" / _cache.sha256_text(f"{cache_key}|{len(source)}|{num_classes}")
+        entry = (
+            base / "imagenet_index" / _cache.sha256_text(f"{cache_key}|{len(source)}|{num_classes}")
+        )
         hit = _cache.load_arrays(entry)
         if hit is not None:
             return hit[0]["indices"]
     idx = class_subset_indices(scan_labels(source), num_classes)
     if entry is not None:
-        _cache.save_arrays(entry, {"indices": idx}, {"cache_key": cache_key, "num_classes": num_classes})
+        _cache.save_arrays(
+            entry, {"indices": idx}, {"cache_key": cache_key, "num_classes": num_classes}
+        )
     return idx
 
 
@@ -157,7 +165,11 @@ class ImageNetLoader:
         prefetch: int = 2,
     ):
         self.source = source
-        self.indices = np.arange(len(source), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+        self.indices = (
+            np.arange(len(source), dtype=np.int64)
+            if indices is None
+            else np.asarray(indices, np.int64)
+        )
         self.train = train
         self.seed = int(seed)
         self.image_size = int(image_size)
@@ -206,7 +218,9 @@ class ImageNetLoader:
             out["index"] = positions
         return out
 
-    def _run(self, plan: Iterator[tuple[np.ndarray, np.ndarray | None, int | None]]) -> Iterator[dict]:
+    def _run(
+        self, plan: Iterator[tuple[np.ndarray, np.ndarray | None, int | None]]
+    ) -> Iterator[dict]:
         # Per-example jobs are submitted from this (consumer) thread only, so pool threads never
         # wait on each other; ``prefetch`` batches stay queued ahead of the one being yielded.
         with ThreadPoolExecutor(self.num_threads) as pool:

@@ -54,7 +54,9 @@ def long_tailed_counts(
         raise ValueError(f"num_classes must be an integer >= 2; got num_classes={num_classes}")
     ratio = float(imbalance_ratio)
     if not math.isfinite(ratio) or ratio < 1.0:
-        raise ValueError(f"imbalance_ratio must be a finite number >= 1; got imbalance_ratio={imbalance_ratio}")
+        raise ValueError(
+            f"imbalance_ratio must be a finite number >= 1; got imbalance_ratio={imbalance_ratio}"
+        )
     n_max, num_classes = int(n_max), int(num_classes)
     imb_factor = 1.0 / ratio
     if kind == "exp":
@@ -101,9 +103,7 @@ def long_tailed_indices(
     if n_max is None:
         n_max = int(have.min())
         if n_max == 0:
-            raise ValueError(
-                f"class {int(np.argmin(have))} has no examples; cannot derive n_max"
-            )
+            raise ValueError(f"class {int(np.argmin(have))} has no examples; cannot derive n_max")
     counts = long_tailed_counts(n_max, num_classes, imbalance_ratio, kind)
     short = [c for c in range(num_classes) if have[c] < counts[c]]
     if short:
@@ -125,5 +125,7 @@ def make_long_tailed(
     n_max: int | None = None,
 ) -> ArrayDataset:
     """The long-tailed subset of a (train) :class:`ArrayDataset`, named ``<name>_lt_<kind>_<ρ>``."""
-    idx = long_tailed_indices(dataset.labels, dataset.num_classes, imbalance_ratio, kind, seed, n_max)
+    idx = long_tailed_indices(
+        dataset.labels, dataset.num_classes, imbalance_ratio, kind, seed, n_max
+    )
     return dataset.subset(idx, name=f"{dataset.name}_lt_{kind}_{imbalance_ratio:g}")

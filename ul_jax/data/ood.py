@@ -18,7 +18,8 @@ the returned info records ``native_size`` / ``resized``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -47,10 +48,10 @@ class OODSet:
 
     name: str
     description: str
-    sources: tuple[str, ...]          # loaders allowed, in order of preference
+    sources: tuple[str, ...]  # loaders allowed, in order of preference
     split: str
-    follow_run_source: bool = False   # prefer the run's own data.source if it is allowed
-    overlaps: tuple[str, ...] = ()    # run data.name values this set shares images/classes with
+    follow_run_source: bool = False  # prefer the run's own data.source if it is allowed
+    overlaps: tuple[str, ...] = ()  # run data.name values this set shares images/classes with
     overlap_reason: str = ""
 
 
@@ -59,14 +60,20 @@ def _from_registry() -> dict[str, OODSet]:
     for name, spec in DATASETS.items():
         role = spec.ood
         if role is not None:
-            out[name] = OODSet(name, role.description, spec.sources, role.split,
-                               follow_run_source=role.follow_run_source, overlaps=role.not_for,
-                               overlap_reason=role.reason)
+            out[name] = OODSet(
+                name,
+                role.description,
+                spec.sources,
+                role.split,
+                follow_run_source=role.follow_run_source,
+                overlaps=role.not_for,
+                overlap_reason=role.reason,
+            )
     return out
 
 
 _REGISTERED = _from_registry()
-_PAPER_SET = "svhn_cropped"         # the paper's OOD set leads every listing of valid names
+_PAPER_SET = "svhn_cropped"  # the paper's OOD set leads every listing of valid names
 
 OOD_SETS: dict[str, OODSet] = {
     **{n: s for n, s in _REGISTERED.items() if n == _PAPER_SET},
@@ -76,7 +83,9 @@ OOD_SETS: dict[str, OODSet] = {
         f"synthetic: {UNIFORM_NOISE_SIZE:,} images of i.i.d. uniform pixels 0..255 "
         f"(numpy default_rng({UNIFORM_NOISE_SEED})) at the run's input size; no real data, "
         "a sanity check",
-        ("synthetic",), "test"),
+        ("synthetic",),
+        "test",
+    ),
 }
 
 
@@ -96,9 +105,11 @@ def check_ood_names(names: Iterable[str], dataset: str | None = None) -> tuple[s
             raise ValueError(f"unknown OOD set {n!r}; valid OOD sets: {', '.join(OOD_SETS)}")
         spec = OOD_SETS[n]
         if dataset is not None and dataset in spec.overlaps:
-            raise ValueError(f"OOD set {n!r} cannot be used for a run trained on {dataset!r}: "
-                             f"{spec.overlap_reason}. Usable here: "
-                             f"{', '.join(usable_ood_sets(dataset))}")
+            raise ValueError(
+                f"OOD set {n!r} cannot be used for a run trained on {dataset!r}: "
+                f"{spec.overlap_reason}. Usable here: "
+                f"{', '.join(usable_ood_sets(dataset))}"
+            )
         if n not in out:
             out.append(n)
     return tuple(out)
@@ -142,15 +153,18 @@ def _load_native(spec: OODSet, src: str, ddir, h: int, w: int) -> np.ndarray:
         return load_dataset(spec.name, spec.split, source="digits", image_size=h).images
     try:
         return load_dataset(spec.name, spec.split, source=src, data_dir=ddir).images
-    except (OSError, ImportError, KeyError) as e:   # KeyError: tfds, an unprepared variant
+    except (OSError, ImportError, KeyError) as e:  # KeyError: tfds, an unprepared variant
         others = [x for x in spec.sources if x != src]
         hint = f"; try ood_source={others[0]!r}" if others else ""
-        raise FileNotFoundError(f"OOD set {spec.name!r} is not available with source={src!r} "
-                                f"(data_dir={ddir}): {type(e).__name__}: {e}{hint}") from e
+        raise FileNotFoundError(
+            f"OOD set {spec.name!r} is not available with source={src!r} "
+            f"(data_dir={ddir}): {type(e).__name__}: {e}{hint}"
+        ) from e
 
 
-def load_ood_images(name: str, image_shape: Sequence[int], *, config=None,
-                    source: str | None = None, data_dir=None) -> tuple[np.ndarray, dict]:
+def load_ood_images(
+    name: str, image_shape: Sequence[int], *, config=None, source: str | None = None, data_dir=None
+) -> tuple[np.ndarray, dict]:
     """Loads OOD set ``name`` as uint8 ``(n, H, W, 3)`` at the run's ``image_shape = (H, W, 3)``.
 
     Args:

@@ -152,7 +152,11 @@ def train_index_batches(
     spe = steps_per_epoch(num_examples, layout.global_batch_size)
     b = layout.global_batch_size
     cached_epoch, perm = -1, None
-    steps = itertools.count(start_step) if num_steps is None else range(start_step, start_step + num_steps)
+    steps = (
+        itertools.count(start_step)
+        if num_steps is None
+        else range(start_step, start_step + num_steps)
+    )
     for step in steps:
         epoch, pos = divmod(step, spe)
         if epoch != cached_epoch:
@@ -160,7 +164,9 @@ def train_index_batches(
         yield perm[pos * b : (pos + 1) * b][layout.host_slice]
 
 
-def eval_index_batches(num_examples: int, layout: BatchLayout) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def eval_index_batches(
+    num_examples: int, layout: BatchLayout
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """This host's ``(indices, mask)`` for each padded eval batch (index −1 where mask is False)."""
     b = layout.global_batch_size
     for k in range(num_eval_batches(num_examples, b)):
@@ -235,7 +241,9 @@ def to_global_array(host_batch: Any, mesh: Mesh | None = None) -> Any:
     return jax.tree.map(put, host_batch)
 
 
-def prefetch_to_device(batches: Iterable[Any], size: int = 2, mesh: Mesh | None = None) -> Iterator[Any]:
+def prefetch_to_device(
+    batches: Iterable[Any], size: int = 2, mesh: Mesh | None = None
+) -> Iterator[Any]:
     """Iterates ``to_global_array(batch)`` keeping ``size`` batches in flight (transfers are
     asynchronous, so the next batches copy while the current step runs)."""
     if size < 1:

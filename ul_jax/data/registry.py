@@ -53,11 +53,11 @@ SOURCES = ("tfds", "image_folder", "digits")
 class OODRole:
     """How a dataset serves as an OOD test set (see :mod:`ul_jax.data.ood`)."""
 
-    description: str                  # honest one-line name of what the images are
-    split: str = "test"               # the split scored as OOD
-    not_for: tuple[str, ...] = ()     # training sets (data.name) it shares images/classes with
-    reason: str = ""                  # why it must not be used with those
-    follow_run_source: bool = False   # load it with the run's own data.source when allowed
+    description: str  # honest one-line name of what the images are
+    split: str = "test"  # the split scored as OOD
+    not_for: tuple[str, ...] = ()  # training sets (data.name) it shares images/classes with
+    reason: str = ""  # why it must not be used with those
+    follow_run_source: bool = False  # load it with the run's own data.source when allowed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,69 +68,132 @@ class DatasetSpec:
     description: str
     num_classes: int
     splits: tuple[str, ...]
-    sources: tuple[str, ...]          # loaders that can serve it, preferred (offline) first
-    image_size: int                   # side of the images its loader yields by default
-    trainable: bool = True            # may be a run's data.name
-    streamed: bool = False            # too large for memory: a streaming loader, no load_dataset
-    eval_split: str = "test"          # the split the training loop evaluates on
-    base: str | None = None           # a class subset of this registered dataset ...
-    classes: tuple[int, ...] = ()     # ... keeping these classes, relabelled 0..len-1
-    ood: OODRole | None = None        # set when it may serve as an OOD test set
+    sources: tuple[str, ...]  # loaders that can serve it, preferred (offline) first
+    image_size: int  # side of the images its loader yields by default
+    trainable: bool = True  # may be a run's data.name
+    streamed: bool = False  # too large for memory: a streaming loader, no load_dataset
+    eval_split: str = "test"  # the split the training loop evaluates on
+    base: str | None = None  # a class subset of this registered dataset ...
+    classes: tuple[int, ...] = ()  # ... keeping these classes, relabelled 0..len-1
+    ood: OODRole | None = None  # set when it may serve as an OOD test set
 
 
 _CIFAR10_ID_CLASSES = (0, 1, 2, 3, 4, 5)
 _CIFAR10_NEAR_OOD_CLASSES = (6, 7, 8, 9)
 
-DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
-    DatasetSpec(
-        "cifar10", "CIFAR-10 (image_folder: <data_dir>/cifar10.tar.gz, the offline JPEG copy)",
-        10, ("train", "test"), ("image_folder", "tfds"), 32,
-        ood=OODRole(
-            "CIFAR-10 test split (10,000 natural images, 32x32): far-OOD for runs not trained on "
-            "CIFAR-10 (e.g. the digits demo)",
-            not_for=("cifar10", "cifar10_split_id"),
-            reason="it contains the classes this run was trained on", follow_run_source=True)),
-    DatasetSpec(
-        "cifar100", "CIFAR-100 (not available offline here)",
-        100, ("train", "test"), ("tfds", "image_folder"), 32,
-        ood=OODRole(
-            "CIFAR-100 test split (10,000 images, 32x32): near-OOD for CIFAR-10 runs",
-            not_for=("cifar100",), reason="it is this run's own dataset")),
-    DatasetSpec(
-        "svhn_cropped", "SVHN cropped digits (OOD test set; not offline here)",
-        10, ("train", "test", "extra"), ("tfds", "image_folder"), 32, trainable=False,
-        ood=OODRole(
-            "SVHN cropped digits, test split (tfds 'svhn_cropped', 26,032 images, 32x32): the "
-            "paper's OOD set (Table 3, Table 6, Fig. 3)")),
-    DatasetSpec(
-        "digits", "sklearn's real 8x8 handwritten digits, resized RGB, seeded stratified 75/25 "
-        "train/test split", 10, ("train", "test", "all"), ("digits",), 16),
-    DatasetSpec(
-        "digits_far_ood", "all 1,797 sklearn digits as RGB: an offline far-OOD set for CIFAR-10 "
-        "(digits, like SVHN — but not SVHN)", 10, ("test", "all"), ("digits",), 32,
-        trainable=False,
-        ood=OODRole(
-            "all 1,797 sklearn handwritten digits as RGB: an offline far-OOD stand-in for SVHN "
-            "(digits, like SVHN; not SVHN)", split="all", not_for=("digits",),
-            reason="it holds every sklearn digit, including this run's own train and test "
-                   "images")),
-    DatasetSpec(
-        "cifar10_split_id", "CIFAR-10 classes 0-5 (airplane ... dog), labels 0-5: the "
-        "in-distribution half of a near-OOD class split", 6, ("train", "test"),
-        ("image_folder", "tfds"), 32, base="cifar10", classes=_CIFAR10_ID_CLASSES),
-    DatasetSpec(
-        "cifar10_split_near_ood", "CIFAR-10 classes 6-9 (frog, horse, ship, truck), relabelled "
-        "0-3: the near-OOD half", 4, ("train", "test"), ("image_folder", "tfds"), 32,
-        trainable=False, base="cifar10", classes=_CIFAR10_NEAR_OOD_CLASSES,
-        ood=OODRole(
-            "CIFAR-10 test images of classes 6-9 (frog, horse, ship, truck): near-OOD for runs "
-            "trained on cifar10_split_id (classes 0-5)", not_for=("cifar10",),
-            reason="classes 6-9 are in-distribution for a CIFAR-10 run", follow_run_source=True)),
-    DatasetSpec(
-        "imagenet100", "ImageNet-100: labels 0..99 of tfds imagenet2012, streamed from its "
-        "array_record files (ul_jax.data.imagenet)", 100, ("train", "validation"), ("tfds",),
-        224, streamed=True, eval_split="validation"),
-)}
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in (
+        DatasetSpec(
+            "cifar10",
+            "CIFAR-10 (image_folder: <data_dir>/cifar10.tar.gz, the offline JPEG copy)",
+            10,
+            ("train", "test"),
+            ("image_folder", "tfds"),
+            32,
+            ood=OODRole(
+                "CIFAR-10 test split (10,000 natural images, 32x32): far-OOD for runs not trained on "
+                "CIFAR-10 (e.g. the digits demo)",
+                not_for=("cifar10", "cifar10_split_id"),
+                reason="it contains the classes this run was trained on",
+                follow_run_source=True,
+            ),
+        ),
+        DatasetSpec(
+            "cifar100",
+            "CIFAR-100 (not available offline here)",
+            100,
+            ("train", "test"),
+            ("tfds", "image_folder"),
+            32,
+            ood=OODRole(
+                "CIFAR-100 test split (10,000 images, 32x32): near-OOD for CIFAR-10 runs",
+                not_for=("cifar100",),
+                reason="it is this run's own dataset",
+            ),
+        ),
+        DatasetSpec(
+            "svhn_cropped",
+            "SVHN cropped digits (OOD test set; not offline here)",
+            10,
+            ("train", "test", "extra"),
+            ("tfds", "image_folder"),
+            32,
+            trainable=False,
+            ood=OODRole(
+                "SVHN cropped digits, test split (tfds 'svhn_cropped', 26,032 images, 32x32): the "
+                "paper's OOD set (Table 3, Table 6, Fig. 3)"
+            ),
+        ),
+        DatasetSpec(
+            "digits",
+            "sklearn's real 8x8 handwritten digits, resized RGB, seeded stratified 75/25 "
+            "train/test split",
+            10,
+            ("train", "test", "all"),
+            ("digits",),
+            16,
+        ),
+        DatasetSpec(
+            "digits_far_ood",
+            "all 1,797 sklearn digits as RGB: an offline far-OOD set for CIFAR-10 "
+            "(digits, like SVHN — but not SVHN)",
+            10,
+            ("test", "all"),
+            ("digits",),
+            32,
+            trainable=False,
+            ood=OODRole(
+                "all 1,797 sklearn handwritten digits as RGB: an offline far-OOD stand-in for SVHN "
+                "(digits, like SVHN; not SVHN)",
+                split="all",
+                not_for=("digits",),
+                reason="it holds every sklearn digit, including this run's own train and test "
+                "images",
+            ),
+        ),
+        DatasetSpec(
+            "cifar10_split_id",
+            "CIFAR-10 classes 0-5 (airplane ... dog), labels 0-5: the "
+            "in-distribution half of a near-OOD class split",
+            6,
+            ("train", "test"),
+            ("image_folder", "tfds"),
+            32,
+            base="cifar10",
+            classes=_CIFAR10_ID_CLASSES,
+        ),
+        DatasetSpec(
+            "cifar10_split_near_ood",
+            "CIFAR-10 classes 6-9 (frog, horse, ship, truck), relabelled 0-3: the near-OOD half",
+            4,
+            ("train", "test"),
+            ("image_folder", "tfds"),
+            32,
+            trainable=False,
+            base="cifar10",
+            classes=_CIFAR10_NEAR_OOD_CLASSES,
+            ood=OODRole(
+                "CIFAR-10 test images of classes 6-9 (frog, horse, ship, truck): near-OOD for runs "
+                "trained on cifar10_split_id (classes 0-5)",
+                not_for=("cifar10",),
+                reason="classes 6-9 are in-distribution for a CIFAR-10 run",
+                follow_run_source=True,
+            ),
+        ),
+        DatasetSpec(
+            "imagenet100",
+            "ImageNet-100: labels 0..99 of tfds imagenet2012, streamed from its "
+            "array_record files (ul_jax.data.imagenet)",
+            100,
+            ("train", "validation"),
+            ("tfds",),
+            224,
+            streamed=True,
+            eval_split="validation",
+        ),
+    )
+}
 
 # training sets (a run's data.name) → number of classes, known before any data is loaded
 NUM_CLASSES: dict[str, int] = {n: s.num_classes for n, s in DATASETS.items() if s.trainable}

@@ -77,7 +77,9 @@ def _load_base(
 ) -> ArrayDataset:
     if source == "tfds":
         if image_size is not None:
-            raise ValueError("image_size is not supported with source='tfds' (images keep their size)")
+            raise ValueError(
+                "image_size is not supported with source='tfds' (images keep their size)"
+            )
         return load_tfds(name, split, data_dir=data_dir, cache=cache, cache_dir=cache_dir)
     folder = resolve_image_folder(name, data_dir, path)
     images, labels, class_names = load_image_folder(
@@ -129,8 +131,9 @@ def load_dataset(
         base = _load_base(spec.base, split, source, data_dir, path, image_size, cache, cache_dir)
         want = DATASETS[spec.base].num_classes
         if base.num_classes != want:
-            raise ValueError(f"{name} needs {spec.base} ({want} classes); the source has "
-                             f"{base.num_classes}")
+            raise ValueError(
+                f"{name} needs {spec.base} ({want} classes); the source has {base.num_classes}"
+            )
         ds = select_classes(base, spec.classes, name=name)
     else:
         ds = _load_base(name, split, source, data_dir, path, image_size, cache, cache_dir)
@@ -150,11 +153,14 @@ def _check_source(name: str, source: str, spec: DatasetSpec | None) -> None:
     if spec is None:
         return
     if spec.streamed:
-        raise ValueError(f"dataset {name!r} is streamed, it does not fit in memory: use its "
-                         "loader (ul_jax.data.make_imagenet100_loader), not load_dataset")
+        raise ValueError(
+            f"dataset {name!r} is streamed, it does not fit in memory: use its "
+            "loader (ul_jax.data.make_imagenet100_loader), not load_dataset"
+        )
     if source not in spec.sources:
-        raise ValueError(f"dataset {name!r} cannot be loaded with source={source!r}; "
-                         f"its sources: {spec.sources}")
+        raise ValueError(
+            f"dataset {name!r} cannot be loaded with source={source!r}; its sources: {spec.sources}"
+        )
 
 
 def _load_digits(spec: DatasetSpec, split: str, image_size: int | None, seed: int) -> ArrayDataset:
@@ -163,7 +169,8 @@ def _load_digits(spec: DatasetSpec, split: str, image_size: int | None, seed: in
         return load_digits(split, image_size=size, seed=seed)
     # digits_far_ood: every sklearn digit, whatever evaluation split is asked for
     if split not in spec.splits:
-        raise ValueError(f"{spec.name} is an evaluation set: split must be one of "
-                         f"{spec.splits}; got {split!r}")
+        raise ValueError(
+            f"{spec.name} is an evaluation set: split must be one of {spec.splits}; got {split!r}"
+        )
     ds = load_digits("all", image_size=size, seed=seed, name=spec.name)
     return ArrayDataset(ds.name, split, ds.images, ds.labels, ds.class_names)

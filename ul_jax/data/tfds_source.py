@@ -72,7 +72,9 @@ def _not_prepared(name: str, split: str, data_dir: str | None, cause: Exception)
     return kind(f"cannot read tfds dataset {name!r} split {split!r} from {where!r}: {cause}")
 
 
-def open_data_source(name: str, split: str, data_dir: str | os.PathLike | None = None, **kwargs: Any):
+def open_data_source(
+    name: str, split: str, data_dir: str | os.PathLike | None = None, **kwargs: Any
+):
     """``tfds.data_source(name, split=split, data_dir=data_dir, download=False, **kwargs)`` with
     clear errors (see the module docstring). Raises ``NotImplementedError`` only for a
     TFRecord-prepared dataset when TensorFlow is installed (callers then use ``tfds.load``)."""
@@ -100,7 +102,9 @@ def _read_source(ds, image_key: str, label_key: str) -> tuple[np.ndarray, np.nda
         if images is None:
             images = np.empty((n, *img.shape), np.uint8)
         if img.shape != images.shape[1:]:
-            raise ValueError(f"example {i} has image shape {img.shape}, expected {images.shape[1:]}")
+            raise ValueError(
+                f"example {i} has image shape {img.shape}, expected {images.shape[1:]}"
+            )
         images[i] = img
         labels[i] = int(ex[label_key])
     if images is None:
@@ -111,7 +115,9 @@ def _read_source(ds, image_key: str, label_key: str) -> tuple[np.ndarray, np.nda
 def _read_with_tf(name: str, split: str, data_dir, image_key: str, label_key: str):
     import tensorflow_datasets as tfds
 
-    data = tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=False))
+    data = tfds.as_numpy(
+        tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=False)
+    )
     return np.asarray(data[image_key], np.uint8), np.asarray(data[label_key], np.int64)
 
 
@@ -179,6 +185,11 @@ def load_tfds(
         _cache.save_arrays(
             entry,
             {"images": images, "labels": labels},
-            {"tfds_name": name, "split": split, "version": str(info.version), "num_examples": int(len(labels))},
+            {
+                "tfds_name": name,
+                "split": split,
+                "version": str(info.version),
+                "num_examples": int(len(labels)),
+            },
         )
     return ArrayDataset(name, split, images, labels, class_names)

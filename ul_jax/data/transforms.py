@@ -72,7 +72,9 @@ def random_resized_crop_box(
     return (height - h) // 2, (width - w) // 2, h, w
 
 
-def resize(image: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+def resize(
+    image: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
     """Bilinear (antialiased) resize of ``image`` (or of its crop ``box = (top, left, h, w)``) to
     ``size = (H, W)``."""
     _check_image(image)
@@ -123,7 +125,9 @@ def imagenet_train_transform(
     return np.ascontiguousarray(out)
 
 
-def imagenet_eval_transform(image: np.ndarray, size: int = 224, resize_size: int = 256) -> np.ndarray:
+def imagenet_eval_transform(
+    image: np.ndarray, size: int = 224, resize_size: int = 256
+) -> np.ndarray:
     """Resize shorter side to ``resize_size`` then center crop ``(size, size, 3)``; uint8."""
     if resize_size < size:
         raise ValueError(f"resize_size={resize_size} must be >= size={size}")

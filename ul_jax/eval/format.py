@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
-from ul_jax.metrics import OOD_SCORE_NAMES as SCORE_NAMES   # ("msp", "energy", "feature_norm")
+from ul_jax.metrics import OOD_SCORE_NAMES as SCORE_NAMES  # ("msp", "energy", "feature_norm")
 
 __all__ = ["run_label", "format_eval", "format_report"]
 
@@ -55,8 +55,12 @@ def _groups(c: Mapping) -> tuple[Mapping | None, str]:
 
 def format_eval(result: Mapping) -> str:
     """A readable multi-line summary of one :func:`evaluate_run` result (percentages)."""
-    r, c, cal, nc = result["run"], result["classification"], result["calibration"], \
-        result["neural_collapse"]
+    r, c, cal, nc = (
+        result["run"],
+        result["classification"],
+        result["calibration"],
+        result["neural_collapse"],
+    )
     t = result["test_set"]
     lines = [
         f"run      {r['workdir']}",
@@ -73,17 +77,24 @@ def format_eval(result: Mapping) -> str:
     loop = result.get("train_loop_eval")
     if loop is not None:
         lines.append(f"  (training loop's eval at step {loop['step']}: {_pct(loop['accuracy'])})")
-    for key, conv in (("shot_groups", "OLTR, by train counts"),
-                      ("index_groups", "MiSLAS class-index ranges")):
+    for key, conv in (
+        ("shot_groups", "OLTR, by train counts"),
+        ("index_groups", "MiSLAS class-index ranges"),
+    ):
         g = c.get(key)
         if g:
-            lines.append(f"  many {_pct(g['many'])}   medium {_pct(g['medium'])}   "
-                         f"few {_pct(g['few'])}   ({conv})")
+            lines.append(
+                f"  many {_pct(g['many'])}   medium {_pct(g['medium'])}   "
+                f"few {_pct(g['few'])}   ({conv})"
+            )
     if not c.get("shot_groups"):
         lines.append("  many/medium/few: – (balanced training set)")
     pc = c["per_class_accuracy"]
-    lines.append("  per class: " + " ".join(_pct(v) for v in pc[:20])
-                 + (f" … ({len(pc)} classes)" if len(pc) > 20 else ""))
+    lines.append(
+        "  per class: "
+        + " ".join(_pct(v) for v in pc[:20])
+        + (f" … ({len(pc)} classes)" if len(pc) > 20 else "")
+    )
     lines += [
         "",
         f"calibration ({cal['num_bins']} bins): ECE {_pct(cal['ece'])}   MCE {_pct(cal['mce'])}",
@@ -105,10 +116,11 @@ def format_eval(result: Mapping) -> str:
         rows = [("set", "n", "resized", "FPR95 ↓", "AUROC ↑", "AUPR ↑")]
         for name, o in result["ood"].items():
             m = o["metrics"]
-            cell = lambda k: " / ".join(_pct(m[s][k]) for s in SCORE_NAMES)  # noqa: E731
-            rs = (f"{o['native_size'][0]}→{o['image_shape'][0]}" if o["resized"] else "no")
-            rows.append((name, str(o["num_examples"]), rs, cell("fpr95"), cell("auroc"),
-                         cell("aupr")))
+            cell = lambda k: " / ".join(_pct(m[s][k]) for s in SCORE_NAMES)
+            rs = f"{o['native_size'][0]}→{o['image_shape'][0]}" if o["resized"] else "no"
+            rows.append(
+                (name, str(o["num_examples"]), rs, cell("fpr95"), cell("auroc"), cell("aupr"))
+            )
         lines += ["  " + l for l in _align(rows)]
     files = result.get("files", {})
     if files:
@@ -147,32 +159,47 @@ def format_report(results: Sequence[Mapping], markdown: bool = False) -> str:
         groups, conv = _groups(c)
         if conv:
             group_conv.add(conv)
-        row = [Path(r["workdir"]).name, run_label(res), _data_label(r), str(r["step"]),
-               _pct(c["top1"])]
+        row = [
+            Path(r["workdir"]).name,
+            run_label(res),
+            _data_label(r),
+            str(r["step"]),
+            _pct(c["top1"]),
+        ]
         row += [_pct(groups[k]) if groups else "–" for k in ("many", "medium", "few")]
         row.append(_pct(res["calibration"]["ece"]))
         for n in ood_names:
             o = res.get("ood", {}).get(n)
             for k in ("fpr95", "auroc", "aupr"):
-                row.append(" / ".join(_pct(o["metrics"][s][k]) for s in SCORE_NAMES)
-                           if o else "–")
+                row.append(" / ".join(_pct(o["metrics"][s][k]) for s in SCORE_NAMES) if o else "–")
         rows.append(row)
-    groups_note = {"OLTR": "OLTR groups by training-class counts (>100 / 20–100 / <20)",
-                   "MiSLAS": "MiSLAS class-index ranges"}
-    notes = ["All values are percentages. many/med./few: "
-             + ("; ".join(groups_note[g] for g in sorted(group_conv)) if group_conv
-                else "– (no long-tailed run)")
-             + ". ECE: 15 equal-width bins."]
+    groups_note = {
+        "OLTR": "OLTR groups by training-class counts (>100 / 20–100 / <20)",
+        "MiSLAS": "MiSLAS class-index ranges",
+    }
+    notes = [
+        "All values are percentages. many/med./few: "
+        + (
+            "; ".join(groups_note[g] for g in sorted(group_conv))
+            if group_conv
+            else "– (no long-tailed run)"
+        )
+        + ". ECE: 15 equal-width bins."
+    ]
     if ood_names:
-        notes.append("OOD cells: MSP / energy (T=1) / feature norm; ID test set = positive "
-                     "class; FPR95 at 95% TPR.")
+        notes.append(
+            "OOD cells: MSP / energy (T=1) / feature norm; ID test set = positive "
+            "class; FPR95 at 95% TPR."
+        )
         for n in ood_names:
             desc = next(res["ood"][n]["description"] for res in results if n in res.get("ood", {}))
             notes.append(f"{n}: {desc}.")
     if markdown:
-        esc = lambda s: s.replace("|", "\\|")  # noqa: E731
-        lines = ["| " + " | ".join(esc(h) for h in rows[0]) + " |",
-                 "|" + "|".join(["---"] * 4 + ["---:"] * (len(rows[0]) - 4)) + "|"]
+        esc = lambda s: s.replace("|", "\\|")
+        lines = [
+            "| " + " | ".join(esc(h) for h in rows[0]) + " |",
+            "|" + "|".join(["---"] * 4 + ["---:"] * (len(rows[0]) - 4)) + "|",
+        ]
         lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows[1:]]
         return "\n".join(lines + [""] + notes)
     return "\n".join(_align(rows) + [""] + notes)

@@ -70,8 +70,11 @@ def load_eval(path: str | os.PathLike) -> dict:
         f = p / "eval.json"
         if not f.is_file():
             others = sorted(x.name for x in p.glob("eval_step*.json"))
-            hint = (f"; it has {', '.join(others)} (pass one of those files)" if others else
-                    f"; run python -m launch.evaluate --workdir {p} first")
+            hint = (
+                f"; it has {', '.join(others)} (pass one of those files)"
+                if others
+                else f"; run python -m launch.evaluate --workdir {p} first"
+            )
             raise FileNotFoundError(f"no eval.json in {p}{hint}")
         p = f
     elif not p.is_file():

@@ -39,8 +39,9 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -76,49 +77,49 @@ SCORE_NAMES = ulm.OOD_SCORE_NAMES  # ("msp", "energy", "feature_norm")
 
 CONVENTIONS: dict[str, str] = {
     "units": "accuracies, ECE/MCE and OOD metrics are fractions in [0, 1] (the paper prints "
-             "them x 100); null means undefined (NaN), e.g. an empty many/medium/few group",
+    "them x 100); null means undefined (NaN), e.g. an empty many/medium/few group",
     "model": "eval mode (BatchNorm running statistics) of the checkpoint run.step; inputs are "
-             "uint8 images normalized per channel with the mean/std (0..255 units) of the run's "
-             "training split, exactly as the training loop's eval",
+    "uint8 images normalized per channel with the mean/std (0..255 units) of the run's "
+    "training split, exactly as the training loop's eval",
     "test_set": "the whole in-distribution test split of the run's dataset (the loop's eval "
-                "set), streamed in padded batches; padding rows are masked out",
+    "set), streamed in padded batches; padding rows are masked out",
     "accuracy": "top-k: the label is among the k largest logits, ties broken toward the lower "
-                "class index (argmax = first maximum); per_class_accuracy = top-1 accuracy of "
-                "each test class; mean_per_class_accuracy = unweighted mean over classes",
+    "class index (argmax = first maximum); per_class_accuracy = top-1 accuracy of "
+    "each test class; mean_per_class_accuracy = unweighted mean over classes",
     "shot_groups": "long-tailed runs only, OLTR convention by training-class counts: many "
-                   "n_train > 100, medium 20 <= n_train <= 100, few n_train < 20; each group is "
-                   "the unweighted mean of its classes' per-class accuracies",
+    "n_train > 100, medium 20 <= n_train <= 100, few n_train < 20; each group is "
+    "the unweighted mean of its classes' per-class accuracies",
     "index_groups": "long-tailed runs with C = 10 or 100 only, MiSLAS CIFAR-LT class-index "
-                    "ranges [start, stop): C=10 many [0,3) medium [3,7) few [7,10); C=100 "
-                    "[0,36) [36,71) [71,100) (class index = frequency rank on CIFAR-LT)",
+    "ranges [start, stop): C=10 many [0,3) medium [3,7) few [7,10); C=100 "
+    "[0,36) [36,71) [71,100) (class index = frequency rank on CIFAR-LT)",
     "calibration": "eq. 103 / MiSLAS: confidence = max softmax probability, prediction = its "
-                   "argmax; 15 equal-width bins (lo, hi] over [0, 1]; ECE = sum_b |B_b|/n "
-                   "|acc(B_b) - conf(B_b)|, MCE = max over non-empty bins",
+    "argmax; 15 equal-width bins (lo, hi] over [0, 1]; ECE = sum_b |B_b|/n "
+    "|acc(B_b) - conf(B_b)|, MCE = max over non-empty bins",
     "neural_collapse": "Papyan et al. 2020 on the test-set penultimate features h (the input "
-                       "of the classifier head) with the run's classifier W (p, C): the linear "
-                       "kernel, or the fixed PAL/FNPAL prototypes. mu_G = unweighted mean of "
-                       "the class means, M = centered class means, Sigma_W = within-class "
-                       "covariance (1/n); nc1 = tr(Sigma_W Sigma_B^+)/C; equinorm = std/mean of "
-                       "column norms (ddof=1); equiangular = mean_{c!=c'} |cos + 1/(C-1)|; "
-                       "etf_distance = ||G/||G||_F - (I - 11^T/C)/sqrt(C-1)||_F of the Gram "
-                       "matrix (Zhu et al. 2021; *_prototypes: of W, uncentered); self_duality "
-                       "= ||W/||W||_F - M/||M||_F||_F^2; ncc_agreement (NC4) = fraction whose "
-                       "nearest class mean equals the model's argmax logit; Fig. 19 "
-                       "diagnostics: mean_feature_norm, max/min_prototype_norm, "
-                       "prototype_norm_ratio, min_prototype_angle_deg",
+    "of the classifier head) with the run's classifier W (p, C): the linear "
+    "kernel, or the fixed PAL/FNPAL prototypes. mu_G = unweighted mean of "
+    "the class means, M = centered class means, Sigma_W = within-class "
+    "covariance (1/n); nc1 = tr(Sigma_W Sigma_B^+)/C; equinorm = std/mean of "
+    "column norms (ddof=1); equiangular = mean_{c!=c'} |cos + 1/(C-1)|; "
+    "etf_distance = ||G/||G||_F - (I - 11^T/C)/sqrt(C-1)||_F of the Gram "
+    "matrix (Zhu et al. 2021; *_prototypes: of W, uncentered); self_duality "
+    "= ||W/||W||_F - M/||M||_F||_F^2; ncc_agreement (NC4) = fraction whose "
+    "nearest class mean equals the model's argmax logit; Fig. 19 "
+    "diagnostics: mean_feature_norm, max/min_prototype_norm, "
+    "prototype_norm_ratio, min_prototype_angle_deg",
     "ood_scores": "larger = more in-distribution. msp = max_j softmax(z)_j (Hendrycks & Gimpel "
-                  "2017); energy = T logsumexp(z/T) with T = 1, the negative free energy (Liu et "
-                  "al. 2020); feature_norm = ||h||_2 of the penultimate feature (Sec. 4.2)",
+    "2017); energy = T logsumexp(z/T) with T = 1, the negative free energy (Liu et "
+    "al. 2020); feature_norm = ||h||_2 of the penultimate feature (Sec. 4.2)",
     "ood_metrics": "in-distribution test examples are the positive class (energy_ood "
-                   "convention): fpr95 = false-positive rate of the OOD set at 95% TPR of the ID "
-                   "set, as energy_ood's fpr_and_fdr_at_recall (the threshold whose TPR is "
-                   "closest to 0.95); auroc = sklearn roc_auc_score; aupr = average precision "
-                   "with ID positive (AUPR-In). The whole ID test set against the whole OOD set "
-                   "(no subsampling)",
+    "convention): fpr95 = false-positive rate of the OOD set at 95% TPR of the ID "
+    "set, as energy_ood's fpr_and_fdr_at_recall (the threshold whose TPR is "
+    "closest to 0.95); auroc = sklearn roc_auc_score; aupr = average precision "
+    "with ID positive (AUPR-In). The whole ID test set against the whole OOD set "
+    "(no subsampling)",
     "ood_preprocessing": "OOD images take the ID path (uint8 -> normalization with the run's "
-                         "training mean/std -> the same forward); images of another size are "
-                         "first resized to the run's input size with Pillow bilinear (see each "
-                         "set's native_size / resized)",
+    "training mean/std -> the same forward); images of another size are "
+    "first resized to the run's input size with Pillow bilinear (see each "
+    "set's native_size / resized)",
 }
 
 
@@ -129,29 +130,35 @@ def _check_workdir(workdir: Path, step: int | None) -> None:
     if not workdir.is_dir():
         raise FileNotFoundError(f"work directory {workdir} does not exist")
     if not (workdir / "config.json").is_file():
-        raise FileNotFoundError(f"no config.json in {workdir}: not a training work directory "
-                                "(python -m launch.train writes one)")
+        raise FileNotFoundError(
+            f"no config.json in {workdir}: not a training work directory "
+            "(python -m launch.train writes one)"
+        )
     steps = checkpoint_steps(workdir)
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
     if step is not None and int(step) not in steps:
-        raise FileNotFoundError(f"no checkpoint for step {step} in {workdir / 'checkpoints'}; "
-                                f"available steps: {steps}")
+        raise FileNotFoundError(
+            f"no checkpoint for step {step} in {workdir / 'checkpoints'}; available steps: {steps}"
+        )
 
 
-def _check_inputs(workdir: Path, step: int | None, ood: tuple[str, ...],
-                  batch_size: int | None) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:
+def _check_inputs(
+    workdir: Path, step: int | None, ood: tuple[str, ...], batch_size: int | None
+) -> tuple[ml_collections.ConfigDict, tuple[str, ...]]:
     """Every input check, before any data is loaded: returns the run's validated config and the
     de-duplicated OOD names."""
-    check_ood_names(ood)                      # names first: no compute for a typo
+    check_ood_names(ood)  # names first: no compute for a typo
     _check_workdir(workdir, step)
     stored = json.loads((workdir / "config.json").read_text())
     ood = check_ood_names(ood, stored.get("data", {}).get("name"))
     if jax.process_count() > 1:
-        raise ValueError("evaluate_run runs in a single process; got "
-                         f"jax.process_count()={jax.process_count()}")
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size
-                                   or batch_size < 1):
+        raise ValueError(
+            f"evaluate_run runs in a single process; got jax.process_count()={jax.process_count()}"
+        )
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer; got batch_size={batch_size!r}")
     config = ml_collections.ConfigDict(stored)
     validate_config(config, device_count=1)
@@ -182,9 +189,11 @@ def _make_passes(model, mean, std):
         cls, nc, buf = acc
         logits, h = forward(variables, batch["image"])
         y, m = batch["label"].astype(jnp.int32), batch["mask"]
-        return (ulm.classification_update(cls, logits, y, m),
-                ulm.collapse_update(nc, h, y, m),
-                ulm.ood_score_update(buf, logits, h, m, ENERGY_TEMPERATURE))
+        return (
+            ulm.classification_update(cls, logits, y, m),
+            ulm.collapse_update(nc, h, y, m),
+            ulm.ood_score_update(buf, logits, h, m, ENERGY_TEMPERATURE),
+        )
 
     @jax.jit
     def ncc_pass(state, variables, batch, class_means):
@@ -203,8 +212,8 @@ def _make_passes(model, mean, std):
 class _Evaluator:
     """A restored checkpoint on one device with its compiled passes."""
 
-    step: int                        # the checkpoint's training step
-    w: np.ndarray                    # (p, C) classifier weights
+    step: int  # the checkpoint's training step
+    w: np.ndarray  # (p, C) classifier weights
     device: Any
     variables: Any
     layout: uldata.BatchLayout
@@ -221,9 +230,10 @@ def _restore(workdir: Path, config, step: int | None, data, batch_size: int) -> 
     model, state, _ = restore_checkpoint(workdir, config=config, step=step)
     ckpt_step = int(jax.device_get(state.step))
     if step is not None and ckpt_step != int(step):
-        raise RuntimeError(f"checkpoint {workdir / 'checkpoints' / str(step)} holds step "
-                           f"{ckpt_step}")
-    w = np.asarray(jax.device_get(classifier_weights(state)), np.float32)   # (p, C)
+        raise RuntimeError(
+            f"checkpoint {workdir / 'checkpoints' / str(step)} holds step {ckpt_step}"
+        )
+    w = np.asarray(jax.device_get(classifier_weights(state)), np.float32)  # (p, C)
     # one device, one sharding for every input and output: the passes compile once
     device = jax.devices()[0]
     variables = jax.device_put(state.variables(), device)
@@ -235,8 +245,14 @@ def _in_distribution(ev: _Evaluator, data) -> tuple[Any, dict, dict[str, np.ndar
     """Pass 1 (accuracy, calibration bins, NC statistics, ID OOD scores) and pass 2 (NC4 against
     the final class means): ``(classification state, neural collapse, ID scores)``."""
     c, n_test = data.num_classes, data.num_eval
-    acc = jax.device_put((ulm.classification_init(c), ulm.collapse_init(c, ev.feature_dim),
-                          ulm.score_buffer_init(n_test)), ev.device)
+    acc = jax.device_put(
+        (
+            ulm.classification_init(c),
+            ulm.collapse_init(c, ev.feature_dim),
+            ulm.score_buffer_init(n_test),
+        ),
+        ev.device,
+    )
     for b in data.eval_batches(ev.layout):
         acc = ev.id_pass(acc, ev.variables, _device_batch(b, ev.device))
     cls_state, nc_state, id_buf = acc
@@ -264,33 +280,52 @@ def _train_class_counts(config, num_train: int) -> np.ndarray | None:
     d = config.data
     if d.imbalance_ratio is None or is_streamed(d.name):
         return None
-    train = uldata.load_dataset(d.name, "train", source=d.source, data_dir=d.data_dir,
-                                image_size=d.image_size, seed=d.seed,
-                                imbalance_ratio=d.imbalance_ratio, imbalance_kind=d.imbalance_kind)
+    train = uldata.load_dataset(
+        d.name,
+        "train",
+        source=d.source,
+        data_dir=d.data_dir,
+        image_size=d.image_size,
+        seed=d.seed,
+        imbalance_ratio=d.imbalance_ratio,
+        imbalance_kind=d.imbalance_kind,
+    )
     counts = train.class_counts()
     if int(counts.sum()) != int(num_train):
-        raise RuntimeError(f"the long-tailed train split has {int(counts.sum())} images but the "
-                           f"training data of the run has {num_train}")
+        raise RuntimeError(
+            f"the long-tailed train split has {int(counts.sum())} images but the "
+            f"training data of the run has {num_train}"
+        )
     return counts
 
 
 def _classification(cls_state, config, data) -> tuple[dict, np.ndarray | None]:
     """The finalized classification/calibration metrics and the long-tailed train counts."""
     train_counts = _train_class_counts(config, data.num_train)
-    ranges = ("mislas" if train_counts is not None
-              and data.num_classes in ulm.MISLAS_CLASS_RANGES else None)
-    cls = ulm.classification_finalize(cls_state, train_class_counts=train_counts,
-                                      index_ranges=ranges)
+    ranges = (
+        "mislas"
+        if train_counts is not None and data.num_classes in ulm.MISLAS_CLASS_RANGES
+        else None
+    )
+    cls = ulm.classification_finalize(
+        cls_state, train_class_counts=train_counts, index_ranges=ranges
+    )
     if cls["num_examples"] != data.num_eval:
-        raise RuntimeError(f"evaluated {cls['num_examples']} test examples, expected "
-                           f"{data.num_eval}")
+        raise RuntimeError(
+            f"evaluated {cls['num_examples']} test examples, expected {data.num_eval}"
+        )
     return cls, train_counts
 
 
 def _stats(x: np.ndarray) -> dict[str, float]:
     x = np.asarray(x, np.float64)
-    return {"mean": float(np.mean(x)), "std": float(np.std(x)), "min": float(np.min(x)),
-            "median": float(np.median(x)), "max": float(np.max(x))}
+    return {
+        "mean": float(np.mean(x)),
+        "std": float(np.std(x)),
+        "min": float(np.min(x)),
+        "median": float(np.median(x)),
+        "max": float(np.max(x)),
+    }
 
 
 def _run_info(config, workdir: Path, step: int, num_classes: int, feature_dim: int) -> dict:
@@ -318,8 +353,11 @@ def _run_info(config, workdir: Path, step: int, num_classes: int, feature_dim: i
 
 
 def _loop_eval(workdir: Path, step: int) -> dict | None:
-    rows = [r for r in read_jsonl(workdir / "metrics.jsonl")
-            if r.get("step") == step and "eval/accuracy" in r]
+    rows = [
+        r
+        for r in read_jsonl(workdir / "metrics.jsonl")
+        if r.get("step") == step and "eval/accuracy" in r
+    ]
     if not rows:
         return None
     r = rows[-1]
@@ -336,43 +374,64 @@ class _Plots:
     out_dir: Path | None
     suffix: str
     dataset: str
-    title: str                       # "<run label>, step <k>"
+    title: str  # "<run label>, step <k>"
     files: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def reliability(self, bins) -> None:
         if self.out_dir is None:
             return
         name = f"reliability{self.suffix}.png"
-        ulm.plot_reliability_diagram(bins, self.out_dir / name,
-                                     title=f"{self.dataset} test, {self.title}")
+        ulm.plot_reliability_diagram(
+            bins, self.out_dir / name, title=f"{self.dataset} test, {self.title}"
+        )
         self.files["reliability_diagram"] = name
 
     def ood_histograms(self, name: str, id_scores, scores) -> None:
         if self.out_dir is None:
             return
         fname = f"ood_hist_{name}{self.suffix}.png"
-        ulm.plot_ood_histograms(id_scores, scores, self.out_dir / fname,
-                                names=("energy", "feature_norm"),
-                                id_label=f"ID: {self.dataset} test", ood_label=f"OOD: {name}",
-                                title=f"{self.title}: {self.dataset} vs {name}")
+        ulm.plot_ood_histograms(
+            id_scores,
+            scores,
+            self.out_dir / fname,
+            names=("energy", "feature_norm"),
+            id_label=f"ID: {self.dataset} test",
+            ood_label=f"OOD: {name}",
+            title=f"{self.title}: {self.dataset} vs {name}",
+        )
         self.files[f"ood_hist_{name}"] = fname
 
 
-def _score_ood_sets(ev: _Evaluator, ood_images: Mapping[str, tuple[np.ndarray, dict]],
-                    id_scores: Mapping[str, np.ndarray], plots: _Plots) -> dict[str, Any]:
+def _score_ood_sets(
+    ev: _Evaluator,
+    ood_images: Mapping[str, tuple[np.ndarray, dict]],
+    id_scores: Mapping[str, np.ndarray],
+    plots: _Plots,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (images, info) in ood_images.items():
         scores = _ood_scores(ev, images)
         info["metrics"] = {s: ulm.ood_metrics(id_scores[s], scores[s]) for s in SCORE_NAMES}
-        info["score_stats"] = {"id": {s: _stats(id_scores[s]) for s in SCORE_NAMES},
-                               "ood": {s: _stats(scores[s]) for s in SCORE_NAMES}}
+        info["score_stats"] = {
+            "id": {s: _stats(id_scores[s]) for s in SCORE_NAMES},
+            "ood": {s: _stats(scores[s]) for s in SCORE_NAMES},
+        }
         plots.ood_histograms(name, id_scores, scores)
         out[name] = info
     return out
 
 
-def _result(run_info: dict, data, bs: int, cls: dict, train_counts, nc: dict,
-            ood_out: dict, loop_eval: dict | None, files: dict) -> dict[str, Any]:
+def _result(
+    run_info: dict,
+    data,
+    bs: int,
+    cls: dict,
+    train_counts,
+    nc: dict,
+    ood_out: dict,
+    loop_eval: dict | None,
+    files: dict,
+) -> dict[str, Any]:
     bins = cls["calibration_bins"]
     classification = {k: v for k, v in cls.items() if k not in ("calibration_bins", "ece", "mce")}
     if train_counts is not None:
@@ -380,13 +439,25 @@ def _result(run_info: dict, data, bs: int, cls: dict, train_counts, nc: dict,
     return {
         "format_version": EVAL_FORMAT_VERSION,
         "run": run_info,
-        "test_set": {"name": run_info["dataset"], "split": "test", "num_examples": data.num_eval,
-                     "image_shape": list(data.image_shape), "batch_size": bs,
-                     "normalization_mean": list(data.mean), "normalization_std": list(data.std)},
+        "test_set": {
+            "name": run_info["dataset"],
+            "split": "test",
+            "num_examples": data.num_eval,
+            "image_shape": list(data.image_shape),
+            "batch_size": bs,
+            "normalization_mean": list(data.mean),
+            "normalization_std": list(data.std),
+        },
         "classification": classification,
-        "calibration": {"ece": cls["ece"], "mce": cls["mce"], "num_bins": bins.num_bins,
-                        "bin_edges": bins.edges, "bin_counts": bins.counts,
-                        "bin_accuracy": bins.accuracy, "bin_confidence": bins.confidence},
+        "calibration": {
+            "ece": cls["ece"],
+            "mce": cls["mce"],
+            "num_bins": bins.num_bins,
+            "bin_edges": bins.edges,
+            "bin_counts": bins.counts,
+            "bin_accuracy": bins.accuracy,
+            "bin_confidence": bins.confidence,
+        },
         "neural_collapse": nc,
         "ood": ood_out,
         "train_loop_eval": loop_eval,
@@ -432,25 +503,37 @@ def evaluate_run(
     workdir = Path(workdir).expanduser().absolute()
     config, ood = _check_inputs(workdir, step, tuple(ood), batch_size)
     bs = int(batch_size or config.eval_batch_size)
-    data = load_train_data(config)            # the loop's test set and normalization
+    data = load_train_data(config)  # the loop's test set and normalization
     # every OOD set is loaded before any compute: a missing one fails fast
-    ood_images = {name: load_ood_images(name, data.image_shape, config=config, source=ood_source,
-                                        data_dir=ood_data_dir) for name in ood}
+    ood_images = {
+        name: load_ood_images(
+            name, data.image_shape, config=config, source=ood_source, data_dir=ood_data_dir
+        )
+        for name in ood
+    }
     ev = _restore(workdir, config, step, data, bs)
 
     cls_state, nc, id_scores = _in_distribution(ev, data)
     cls, train_counts = _classification(cls_state, config, data)
     run_info = _run_info(config, workdir, ev.step, data.num_classes, ev.feature_dim)
     out_dir = Path(out_dir).expanduser().absolute() if out_dir is not None else workdir
-    figs = _Plots(out_dir if plots else None, "" if step is None else f"_step{int(step)}",
-                  config.data.name, f"{run_label({'run': run_info})}, step {ev.step}")
+    figs = _Plots(
+        out_dir if plots else None,
+        "" if step is None else f"_step{int(step)}",
+        config.data.name,
+        f"{run_label({'run': run_info})}, step {ev.step}",
+    )
     figs.reliability(cls["calibration_bins"])
     ood_out = _score_ood_sets(ev, ood_images, id_scores, figs)
 
     loop_eval = _loop_eval(workdir, ev.step)
     if loop_eval is not None and abs(loop_eval["accuracy"] - cls["top1"]) > 1e-6:
-        _log.warning("top-1 %.6f differs from the training loop's eval/accuracy %.6f at step %d",
-                     cls["top1"], loop_eval["accuracy"], ev.step)
+        _log.warning(
+            "top-1 %.6f differs from the training loop's eval/accuracy %.6f at step %d",
+            cls["top1"],
+            loop_eval["accuracy"],
+            ev.step,
+        )
 
     result = _result(run_info, data, bs, cls, train_counts, nc, ood_out, loop_eval, figs.files)
     fname = eval_filename(step)

@@ -16,6 +16,16 @@ All-at-once metrics run on the host in NumPy (float64 where numerics matter) and
 per-example scores and streaming updates are pure JAX.
 """
 
+from ul_jax.metrics.calibration import (
+    DEFAULT_NUM_BINS,
+    CalibrationBins,
+    bin_edges,
+    bin_index,
+    calibration_bins,
+    calibration_bins_from_confidence,
+    expected_calibration_error,
+    maximum_calibration_error,
+)
 from ul_jax.metrics.classification import (
     FEW_SHOT_THRESHOLD,
     MANY_SHOT_THRESHOLD,
@@ -27,16 +37,6 @@ from ul_jax.metrics.classification import (
     shot_group_accuracy,
     topk_accuracy,
     topk_correct,
-)
-from ul_jax.metrics.calibration import (
-    DEFAULT_NUM_BINS,
-    CalibrationBins,
-    bin_edges,
-    bin_index,
-    calibration_bins,
-    calibration_bins_from_confidence,
-    expected_calibration_error,
-    maximum_calibration_error,
 )
 from ul_jax.metrics.collapse import (
     CollapseStatistics,

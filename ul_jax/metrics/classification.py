@@ -25,7 +25,7 @@ Both report each group's accuracy as the unweighted mean of its classes' per-cla
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

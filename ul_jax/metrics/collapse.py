@@ -221,9 +221,7 @@ def collapse_from_statistics(
     nc1 = float(np.sum(q / np.square(s))) if s.size else float("nan")
 
     with np.errstate(invalid="ignore", divide="ignore"):
-        self_duality = float(
-            np.sum(np.square(w / np.linalg.norm(w) - m / np.linalg.norm(m)))
-        )
+        self_duality = float(np.sum(np.square(w / np.linalg.norm(w) - m / np.linalg.norm(m))))
     out = {
         "nc1": nc1,
         "within_class_variation": float(np.sum(evals)),

@@ -49,20 +49,46 @@ def plot_reliability_diagram(bins: CalibrationBins, path, title: str | None = No
 
     fig = Figure(figsize=(4.2, 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
-    ax.bar(left, acc, width=width, align="edge", color="#1f77b4", edgecolor="black",
-           linewidth=0.6, label="Outputs")
+    ax.bar(
+        left,
+        acc,
+        width=width,
+        align="edge",
+        color="#1f77b4",
+        edgecolor="black",
+        linewidth=0.6,
+        label="Outputs",
+    )
     lo, hi = np.minimum(acc, conf), np.maximum(acc, conf)
-    ax.bar(left[filled], (hi - lo)[filled], bottom=lo[filled], width=width[filled], align="edge",
-           color="#d62728", alpha=0.35, edgecolor="#d62728", hatch="//", linewidth=0.6, label="Gap")
+    ax.bar(
+        left[filled],
+        (hi - lo)[filled],
+        bottom=lo[filled],
+        width=width[filled],
+        align="edge",
+        color="#d62728",
+        alpha=0.35,
+        edgecolor="#d62728",
+        hatch="//",
+        linewidth=0.6,
+        label="Gap",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1.0)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("Confidence")
     ax.set_ylabel("Accuracy")
     ax.legend(loc="upper left", fontsize=8)
-    ax.text(0.97, 0.04, f"ECE = {100 * bins.ece:.2f}%\nMCE = {100 * bins.mce:.2f}%",
-            transform=ax.transAxes, ha="right", va="bottom", fontsize=9,
-            bbox=dict(boxstyle="round", facecolor="white", alpha=0.8))
+    ax.text(
+        0.97,
+        0.04,
+        f"ECE = {100 * bins.ece:.2f}%\nMCE = {100 * bins.mce:.2f}%",
+        transform=ax.transAxes,
+        ha="right",
+        va="bottom",
+        fontsize=9,
+        bbox=dict(boxstyle="round", facecolor="white", alpha=0.8),
+    )
     if title:
         ax.set_title(title, fontsize=10)
     return _save(fig, path)
@@ -118,8 +144,10 @@ def plot_ood_histograms(
     names = tuple(names)
     for n in names:
         if n not in id_scores or n not in ood_scores:
-            raise ValueError(f"score {n!r} missing: id_scores has {sorted(id_scores)}, "
-                             f"ood_scores has {sorted(ood_scores)}")
+            raise ValueError(
+                f"score {n!r} missing: id_scores has {sorted(id_scores)}, "
+                f"ood_scores has {sorted(ood_scores)}"
+            )
     num_bins = _checks.positive_int(num_bins, "num_bins")
     labels = {"energy": "energy score", "feature_norm": "feature norm ‖f(x)‖", "msp": "max softmax"}
     fig = Figure(figsize=(4.2 * len(names), 3.2), dpi=120, layout="constrained")

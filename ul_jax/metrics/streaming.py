@@ -27,7 +27,7 @@ two passes as Papyan et al.'s reference code.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +35,11 @@ import numpy as np
 from flax import struct
 from jax import core as _core
 
-from ul_jax.metrics import classification as _acc
+from ul_jax.metrics import _checks
 from ul_jax.metrics import calibration as _cal
+from ul_jax.metrics import classification as _acc
 from ul_jax.metrics import collapse as _nc
 from ul_jax.metrics import ood as _ood
-from ul_jax.metrics import _checks
 
 Array = jax.Array
 
@@ -145,7 +145,7 @@ def classification_init(
         raise ValueError(
             f"topk entries must lie in [1, num_classes={num_classes}]; got topk={topk}"
         )
-    zi = lambda n: jnp.zeros((n,), jnp.int32)  # noqa: E731
+    zi = lambda n: jnp.zeros((n,), jnp.int32)
     return ClassificationState(
         class_count=zi(num_classes),
         class_correct=zi(num_classes),
@@ -369,7 +369,7 @@ def collapse_class_means(state: CollapseState) -> Array:
 
 
 def collapse_finalize(
-    state: CollapseState, prototypes, ncc_state: "NCCState | None" = None
+    state: CollapseState, prototypes, ncc_state: NCCState | None = None
 ) -> dict[str, float]:
     """:func:`~ul_jax.metrics.collapse.neural_collapse`'s dict from the accumulated statistics.
 

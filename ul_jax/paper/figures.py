@@ -16,23 +16,32 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from ul_jax.paper.results import FIG19_KEYS, VARIANT_LABEL
 from ul_jax.paper.suites import Run
 
-VARIANT_COLOR = {"ce": "C0", "ul_pal": "C1", "ul_fnpal": "C2", "ul_fnpal_rlr": "C3",
-                 "ce_efr": "C4", "ul_pal_efr": "C5", "ul": "C7"}
+VARIANT_COLOR = {
+    "ce": "C0",
+    "ul_pal": "C1",
+    "ul_fnpal": "C2",
+    "ul_fnpal_rlr": "C3",
+    "ce_efr": "C4",
+    "ul_pal_efr": "C5",
+    "ul": "C7",
+}
 _LOG_KEYS = ("train/feature_norm", "train/prototype_norm_ratio", "train/prototype_min_norm")
 
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -61,8 +70,12 @@ def _seed_curves(res, r: Run, key: str) -> tuple[list, np.ndarray | None]:
 
 
 def _fig_claim1(res, runs, path: Path) -> str | None:
-    curves = [(r.name, s, e["curves"]) for r in runs for s, e in res[r.name]["seeds"].items()
-              if e.get("curves")]
+    curves = [
+        (r.name, s, e["curves"])
+        for r in runs
+        for s, e in res[r.name]["seeds"].items()
+        if e.get("curves")
+    ]
     if not curves:
         return None
     plt = _plt()
@@ -76,8 +89,10 @@ def _fig_claim1(res, runs, path: Path) -> str | None:
         if key in _LOG_KEYS:
             ax.set_yscale("log")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Plain UL, learnable linear head (solid; cf. Fig. 19; curves end at the last "
-                 "finite log) vs fixed-prototype controls (dashed)")
+    fig.suptitle(
+        "Plain UL, learnable linear head (solid; cf. Fig. 19; curves end at the last "
+        "finite log) vs fixed-prototype controls (dashed)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -96,8 +111,14 @@ def _fig_claim2(res, runs, path: Path) -> str | None:
                 continue
             m = ys.mean(0)
             col = VARIANT_COLOR.get(r.variant)
-            ax.plot(xs, m, marker="o", ms=3, color=col,
-                    label=f"{VARIANT_LABEL.get(r.variant, r.variant)} (n={len(ys)})")
+            ax.plot(
+                xs,
+                m,
+                marker="o",
+                ms=3,
+                color=col,
+                label=f"{VARIANT_LABEL.get(r.variant, r.variant)} (n={len(ys)})",
+            )
             if len(ys) > 1:
                 ax.fill_between(xs, ys.min(0), ys.max(0), color=col, alpha=0.2, lw=0)
             drawn = True
@@ -128,11 +149,22 @@ def _reliability(ax, r: Run, seed: str, s: Mapping) -> None:
     centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
     acc = np.where(counts > 0, acc, 0.0)
     ax.bar(centers, acc, width=width, edgecolor="k", color="tab:blue", label="outputs")
-    ax.bar(centers, np.where(counts > 0, conf - acc, 0), bottom=acc, width=width,
-           color="tab:red", alpha=0.3, hatch="//", label="gap")
+    ax.bar(
+        centers,
+        np.where(counts > 0, conf - acc, 0),
+        bottom=acc,
+        width=width,
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        label="gap",
+    )
     ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set_title(f"{r.setting} {VARIANT_LABEL.get(r.variant, r.variant)} s{seed}\n"
-                 f"ECE {100 * s['ece']:.2f}%  acc {100 * s['top1']:.1f}%", fontsize=8)
+    ax.set_title(
+        f"{r.setting} {VARIANT_LABEL.get(r.variant, r.variant)} s{seed}\n"
+        f"ECE {100 * s['ece']:.2f}%  acc {100 * s['top1']:.1f}%",
+        fontsize=8,
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
 
@@ -143,7 +175,7 @@ def _fig_claim4(res, runs, path: Path) -> str | None:
         for seed, e in res[r.name]["seeds"].items():
             if "summary" in e:
                 items.append((r, seed, e["summary"]))
-                break                                     # the first finished seed of each run
+                break  # the first finished seed of each run
     if not items:
         return None
     plt = _plt()
@@ -175,6 +207,8 @@ def _copy_ood_hists(res, runs, fig_dir: Path, suite: str) -> list[str]:
 
 
 # claim → (file name after ``<suite>_``, figure function)
-FIGURES = {"claim1": ("claim1_fig19.png", _fig_claim1),
-           "claim2": ("claim2_accuracy.png", _fig_claim2),
-           "claim4": ("claim4_reliability.png", _fig_claim4)}
+FIGURES = {
+    "claim1": ("claim1_fig19.png", _fig_claim1),
+    "claim2": ("claim2_accuracy.png", _fig_claim2),
+    "claim4": ("claim4_reliability.png", _fig_claim4),
+}

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ul_jax.config import REPO_ROOT
 from ul_jax.io import write_json_atomic
@@ -65,18 +66,30 @@ def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str) -> dic
         if not rs:
             continue
         table, verdict = fn(res, rs, seeds)
-        files = [f for name, fig in second_pass.FIGURES[claim]
-                 if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))]
+        files = [
+            f
+            for name, fig in second_pass.FIGURES[claim]
+            if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))
+        ]
         sections[claim] = {"table": table, "verdict": verdict, "figures": files}
     if any(_by(runs, c) for c in second_pass.SECTIONS):
-        sections["conventions"] = {"table": second_pass.conventions_table(), "verdict": "",
-                                   "figures": []}
+        sections["conventions"] = {
+            "table": second_pass.conventions_table(),
+            "verdict": "",
+            "figures": [],
+        }
     return sections
 
 
-def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None = None,
-           suite: str = "suite", fig_dir: str | Path | None = None,
-           docs: str | Path | None = None) -> dict:
+def report(
+    runs: Sequence[Run],
+    out: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    suite: str = "suite",
+    fig_dir: str | Path | None = None,
+    docs: str | Path | None = None,
+) -> dict:
     """Tables, verdicts, figures and results JSON from whatever has finished; updates ``docs``.
     ``seeds=None``: every seed found on disk (:func:`seeds_on_disk`; ``[0]`` when none)."""
     out = Path(out)
@@ -87,11 +100,18 @@ def report(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] | None 
     res = collect(runs, out, seeds, curve_keys=(*CURVE_KEYS, *second_pass.CURVE_KEYS))
     sections = _sections(res, runs, seeds, fig_dir, suite)
     t_table, t_data = timing(res, runs)
-    payload = {"suite": suite, "seeds": list(seeds), "out": str(out),
-               "generated": time.strftime("%Y-%m-%d %H:%M:%S"), "claims": sections,
-               "timing": t_data, "runs": res}
-    write_json_atomic(fig_dir / f"results_{suite}.json", payload, indent=1, allow_nan=True,
-                      default=json_default)
+    payload = {
+        "suite": suite,
+        "seeds": list(seeds),
+        "out": str(out),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "claims": sections,
+        "timing": t_data,
+        "runs": res,
+    }
+    write_json_atomic(
+        fig_dir / f"results_{suite}.json", payload, indent=1, allow_nan=True, default=json_default
+    )
     on_disk = any(run_dir(out, r, k).is_dir() for r in runs for k in seeds)
     if docs is not None and not on_disk:
         # e.g. --tables_only on a fresh clone: never replace measured tables by empty ones

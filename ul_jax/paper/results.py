@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -22,13 +23,22 @@ from ul_jax.paper.suites import Run
 
 STATUS_FILE = "reproduce_status.json"
 FINISHED = ("complete", "nonfinite")
-VARIANT_LABEL = {"ce": "CE", "ce_efr": "CE+EFR", "ul": "UL (linear head)", "ul_pal": "UL+PAL",
-                 "ul_pal_efr": "UL+PAL+EFR", "ul_fnpal": "UL+FNPAL",
-                 "ul_fnpal_rlr": "UL+FNPAL+RLR"}
-FIG19_KEYS = (("train/accuracy", "train accuracy"), ("train/feature_norm", "mean ‖h‖"),
-              ("train/prototype_norm_ratio", "max‖w‖ / min‖w‖"),
-              ("train/prototype_min_norm", "min‖w‖"),
-              ("train/prototype_min_angle", "min prototype angle (deg)"))
+VARIANT_LABEL = {
+    "ce": "CE",
+    "ce_efr": "CE+EFR",
+    "ul": "UL (linear head)",
+    "ul_pal": "UL+PAL",
+    "ul_pal_efr": "UL+PAL+EFR",
+    "ul_fnpal": "UL+FNPAL",
+    "ul_fnpal_rlr": "UL+FNPAL+RLR",
+}
+FIG19_KEYS = (
+    ("train/accuracy", "train accuracy"),
+    ("train/feature_norm", "mean ‖h‖"),
+    ("train/prototype_norm_ratio", "max‖w‖ / min‖w‖"),
+    ("train/prototype_min_norm", "min‖w‖"),
+    ("train/prototype_min_angle", "min prototype angle (deg)"),
+)
 SCORES = ("msp", "energy", "feature_norm")
 # the curves the first pass reads from metrics.jsonl (the report adds the second pass's keys)
 CURVE_KEYS = ("train/epoch", "eval/accuracy", *(k for k, _ in FIG19_KEYS))
@@ -41,8 +51,7 @@ def run_dir(out: Path, run: Run, seed: int) -> Path:
     return Path(out) / run.name / f"seed{seed}"
 
 
-def seeds_on_disk(runs: Sequence[Run], out: str | Path,
-                  extra: Iterable[int] = ()) -> list[int]:
+def seeds_on_disk(runs: Sequence[Run], out: str | Path, extra: Iterable[int] = ()) -> list[int]:
     """Sorted seeds ``k`` with an ``OUT/<run>/seed<k>`` directory for any of ``runs``, together
     with ``extra`` — so the tables always cover every seed run so far, whichever ``--seeds`` the
     last invocation had."""
@@ -81,6 +90,7 @@ def json_default(x):
 # --------------------------------------------------------------------------------------------
 def _read_jsonl(path: Path) -> list[dict]:
     from ul_jax.train import read_jsonl
+
     return read_jsonl(path)
 
 
@@ -102,24 +112,34 @@ def _summary(ev: Mapping) -> dict:
     cls = ev["classification"]
     groups = cls.get("index_groups") or cls.get("shot_groups") or {}
     s: dict[str, Any] = {
-        "top1": cls.get("top1"), "ece": ev["calibration"]["ece"],
+        "top1": cls.get("top1"),
+        "ece": ev["calibration"]["ece"],
         "mce": ev["calibration"]["mce"],
         "groups": {k: groups.get(k) for k in ("many", "medium", "few")} if groups else None,
-        "groups_convention": ("MiSLAS index ranges" if cls.get("index_groups") else
-                              "OLTR train counts" if cls.get("shot_groups") else None),
-        "calibration_bins": {k: ev["calibration"][k] for k in
-                             ("bin_edges", "bin_counts", "bin_accuracy", "bin_confidence")},
+        "groups_convention": (
+            "MiSLAS index ranges"
+            if cls.get("index_groups")
+            else "OLTR train counts"
+            if cls.get("shot_groups")
+            else None
+        ),
+        "calibration_bins": {
+            k: ev["calibration"][k]
+            for k in ("bin_edges", "bin_counts", "bin_accuracy", "bin_confidence")
+        },
         "mean_feature_norm": ev.get("neural_collapse", {}).get("mean_feature_norm"),
-        "ood": {name: {score: o["metrics"][score] for score in SCORES}
-                for name, o in ev.get("ood", {}).items()},
-        "ood_files": {k: v for k, v in ev.get("files", {}).items()
-                      if k.startswith("ood_hist_")},
+        "ood": {
+            name: {score: o["metrics"][score] for score in SCORES}
+            for name, o in ev.get("ood", {}).items()
+        },
+        "ood_files": {k: v for k, v in ev.get("files", {}).items() if k.startswith("ood_hist_")},
     }
     return s
 
 
-def collect(runs: Sequence[Run], out: Path, seeds: Sequence[int],
-            curve_keys: Sequence[str] = CURVE_KEYS) -> dict:
+def collect(
+    runs: Sequence[Run], out: Path, seeds: Sequence[int], curve_keys: Sequence[str] = CURVE_KEYS
+) -> dict:
     """``{run_name: {"run": Run fields, "seeds": {seed: {status, summary, curves}}}}``;
     ``curves`` has ``step`` and every key of ``curve_keys`` (``None`` where not logged)."""
     res: dict[str, Any] = {}
@@ -131,7 +151,8 @@ def collect(runs: Sequence[Run], out: Path, seeds: Sequence[int],
             logged = (wd / "metrics.jsonl").exists()
             entry: dict[str, Any] = {
                 "status": st.get("status") if st else ("in progress" if logged else "not run"),
-                "workdir": str(wd)}
+                "workdir": str(wd),
+            }
             if st:
                 entry["status_detail"] = {k: v for k, v in st.items() if k != "traceback"}
             if logged:
@@ -227,7 +248,8 @@ def timing(res: Mapping, runs: Sequence[Run]) -> tuple[str, dict]:
             d = e.get("status_detail") or {}
             if e["status"] in FINISHED and "train_seconds" in d:
                 per.setdefault(seed, []).append(
-                    (float(d["train_seconds"]) + float(d.get("eval_seconds", 0.0)), r.name))
+                    (float(d["train_seconds"]) + float(d.get("eval_seconds", 0.0)), r.name)
+                )
     rows = ["| seed | finished runs | total (min) | longest run (min) |", "|---|---|---|---|"]
     out = {}
     for seed in sorted(per, key=int):

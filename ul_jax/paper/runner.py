@@ -23,8 +23,9 @@ import logging
 import sys
 import time
 import traceback
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from ul_jax.config import REPO_ROOT, load_config_file
 from ul_jax.io import write_json_atomic
@@ -75,8 +76,9 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None, seed: int
 
 
 def _write_status(workdir: Path, status: Mapping) -> None:
-    write_json_atomic(Path(workdir) / STATUS_FILE, status, indent=1, allow_nan=True,
-                      default=json_default)
+    write_json_atomic(
+        Path(workdir) / STATUS_FILE, status, indent=1, allow_nan=True, default=json_default
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,25 +92,39 @@ def run_one(run: Run, seed: int, out: Path) -> dict:
     workdir = run_dir(out, run, seed)
     config = load_config(run.config, run.overrides, seed)
     total = int(config.num_train_steps)
-    status: dict[str, Any] = {"run": run.name, "seed": seed, "config": run.config,
-                              "overrides": dict(run.overrides), "ood": list(run.ood)}
+    status: dict[str, Any] = {
+        "run": run.name,
+        "seed": seed,
+        "config": run.config,
+        "overrides": dict(run.overrides),
+        "ood": list(run.ood),
+    }
     t0 = time.perf_counter()
     try:
         res = train_and_evaluate(config, workdir)
     except NonFiniteError as e:
-        status.update(status="nonfinite", step=int(e.step), quantities=list(e.quantities),
-                      last_good_checkpoint=str(e.checkpoint) if e.checkpoint else None,
-                      train_seconds=time.perf_counter() - t0)
+        status.update(
+            status="nonfinite",
+            step=int(e.step),
+            quantities=list(e.quantities),
+            last_good_checkpoint=str(e.checkpoint) if e.checkpoint else None,
+            train_seconds=time.perf_counter() - t0,
+        )
         _write_status(workdir, status)
         return status
     status["train_seconds"] = time.perf_counter() - t0
     if res.get("preempted"):
         status.update(status="interrupted", step=int(res["step"]))
-        return status            # no status file: the next invocation resumes it
+        return status  # no status file: the next invocation resumes it
     t1 = time.perf_counter()
     ev = evaluate_run(workdir, ood=run.ood, plots=True)
-    status.update(status="complete", step=int(res["step"]), total_steps=total,
-                  eval_seconds=time.perf_counter() - t1, top1=ev["classification"]["top1"])
+    status.update(
+        status="complete",
+        step=int(res["step"]),
+        total_steps=total,
+        eval_seconds=time.perf_counter() - t1,
+        top1=ev["classification"]["top1"],
+    )
     _write_status(workdir, status)
     return status
 
@@ -124,27 +140,46 @@ def _run_seed(run: Run, seed: int, out: Path) -> str:
     _log.info("run %s seed %d (%s) in %s", run.name, seed, run.config, wd)
     try:
         st = run_one(run, seed, out)
-    except Exception as e:  # noqa: BLE001 - recorded, retried next invocation
+    except Exception as e:
         _log.error("run %s seed %d failed: %s", run.name, seed, e)
-        _write_status(wd, {"run": run.name, "seed": seed, "status": "failed",
-                           "error": f"{type(e).__name__}: {e}",
-                           "traceback": traceback.format_exc()})
+        _write_status(
+            wd,
+            {
+                "run": run.name,
+                "seed": seed,
+                "status": "failed",
+                "error": f"{type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(),
+            },
+        )
         return "failed"
-    _log.info("%s seed %d: %s", run.name, seed,
-              {k: st.get(k) for k in ("status", "step", "top1", "train_seconds")})
+    _log.info(
+        "%s seed %d: %s",
+        run.name,
+        seed,
+        {k: st.get(k) for k in ("status", "step", "top1", "train_seconds")},
+    )
     if st.get("status") == "interrupted":
         # SIGTERM (preemption): the run checkpointed; stop the whole suite here, since every
         # later run would be interrupted at its first step too. The next invocation resumes.
-        _log.warning("suite stopped: %s seed %d was interrupted at step %s", run.name, seed,
-                     st.get("step"))
+        _log.warning(
+            "suite stopped: %s seed %d was interrupted at step %s", run.name, seed, st.get("step")
+        )
         return "interrupted"
     return "ran"
 
 
-def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0,),
-              suite: str = "suite", fig_dir: str | Path | None = None,
-              docs: str | Path | None = None, only: Iterable[str] | None = None,
-              report_runs: Sequence[Run] | None = None) -> dict:
+def run_suite(
+    runs: Sequence[Run],
+    out: str | Path,
+    *,
+    seeds: Sequence[int] = (0,),
+    suite: str = "suite",
+    fig_dir: str | Path | None = None,
+    docs: str | Path | None = None,
+    only: Iterable[str] | None = None,
+    report_runs: Sequence[Run] | None = None,
+) -> dict:
     """Runs every unfinished (run, seed), then :func:`report` over ``report_runs`` (default
     ``runs``) and every seed found on disk. A run interrupted by SIGTERM stops the suite (it
     resumes on the next invocation). Returns ``{"ran": [...], "skipped": [...], "failed": [...],
@@ -161,8 +196,14 @@ def run_suite(runs: Sequence[Run], out: str | Path, *, seeds: Sequence[int] = (0
             if outcome == "interrupted":
                 break
     report_runs = tuple(report_runs) if report_runs is not None else tuple(runs)
-    rep = report(report_runs, out, seeds=seeds_on_disk(report_runs, out, seeds), suite=suite,
-                 fig_dir=fig_dir, docs=docs)
+    rep = report(
+        report_runs,
+        out,
+        seeds=seeds_on_disk(report_runs, out, seeds),
+        suite=suite,
+        fig_dir=fig_dir,
+        docs=docs,
+    )
     return {**done, "report": rep}
 
 
@@ -180,10 +221,17 @@ def _select(runs: Sequence[Run], only: Iterable[str] | None) -> list[Run]:
 # --------------------------------------------------------------------------------------------
 # the command line's job
 # --------------------------------------------------------------------------------------------
-def reproduce(suite: str, out: str | Path, *, seeds: Sequence[int] | None = None,
-              only: Sequence[str] | None = None, tables_only: bool = False,
-              fig_dir: str | Path | None = None, docs: str | Path | None = DOCS,
-              prog: str = PROG) -> int:
+def reproduce(
+    suite: str,
+    out: str | Path,
+    *,
+    seeds: Sequence[int] | None = None,
+    only: Sequence[str] | None = None,
+    tables_only: bool = False,
+    fig_dir: str | Path | None = None,
+    docs: str | Path | None = DOCS,
+    prog: str = PROG,
+) -> int:
     """``python -m launch.reproduce``: runs the unfinished runs of ``suite`` and writes its
     report (``tables_only``: only the report, over every seed on disk), prints the summary and
     one verdict line per claim, and returns the exit code: 0 done, 1 a run failed, 2 a bad suite
@@ -196,16 +244,26 @@ def reproduce(suite: str, out: str | Path, *, seeds: Sequence[int] | None = None
             found = seeds_on_disk(report_runs, out, seeds or ()) or [0]
             rep = report(report_runs, out, seeds=found, suite=name, fig_dir=fig_dir, docs=docs)
         else:
-            res = run_suite(runs, out, seeds=seeds or [0], suite=name, fig_dir=fig_dir,
-                            docs=docs, only=only, report_runs=report_runs)
+            res = run_suite(
+                runs,
+                out,
+                seeds=seeds or [0],
+                suite=name,
+                fig_dir=fig_dir,
+                docs=docs,
+                only=only,
+                report_runs=report_runs,
+            )
             rep = res["report"]
-            print(f"ran {len(res['ran'])}, skipped {len(res['skipped'])} (finished), "
-                  f"failed {len(res['failed'])}, interrupted {len(res['interrupted'])}")
+            print(
+                f"ran {len(res['ran'])}, skipped {len(res['skipped'])} (finished), "
+                f"failed {len(res['failed'])}, interrupted {len(res['interrupted'])}"
+            )
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     for claim, sec in rep["claims"].items():
         print(f"{claim}: {sec['verdict']}")
     if res["interrupted"]:
-        return 75                 # preempted (SIGTERM): rerun the same command to resume
+        return 75  # preempted (SIGTERM): rerun the same command to resume
     return 1 if res["failed"] else 0

@@ -20,8 +20,9 @@ Theorem-6 target along training — the deep-network counterpart of Fig. 15).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,11 +35,20 @@ from ul_jax.paper.results import VARIANT_LABEL, _last, _status_line, fmt_num, fm
 BATCH = 128
 NUM_TRAIN = 45_000
 NUM_CLASSES = 10
-MECH_KEYS = ("train/feature_norm", "eval/cos_feature_prototype", "train/last_bn_scale_norm",
-             "train/grad_norm", "eval/theorem6_distance")
-MECH_LABELS = ("mean ‖h‖ (train batches)", "mean cos(h_i, w_{y_i}) (test)",
-               "‖γ‖ of the last block's BN scales", "gradient norm",
-               "‖μ_c − h*_c‖ / ‖h*_c‖ (test; Theorem 6)")
+MECH_KEYS = (
+    "train/feature_norm",
+    "eval/cos_feature_prototype",
+    "train/last_bn_scale_norm",
+    "train/grad_norm",
+    "eval/theorem6_distance",
+)
+MECH_LABELS = (
+    "mean ‖h‖ (train batches)",
+    "mean cos(h_i, w_{y_i}) (test)",
+    "‖γ‖ of the last block's BN scales",
+    "gradient norm",
+    "‖μ_c − h*_c‖ / ‖h*_c‖ (test; Theorem 6)",
+)
 CURVE_KEYS = ("val/accuracy", "eval/feature_norm", "val/feature_norm", *MECH_KEYS)
 
 
@@ -82,10 +92,12 @@ def _family(run) -> str:
 
 def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The λ-sweep table (one block per loss) and its verdict."""
-    rows = ["| loss | λ_b (batch sum, B=128) | λ per example (λ_b·B) | λ data-set sum (2λ_b·B/n) | "
-            "paper λ at B=256, same per-example weight | ‖h*‖ (Thm 6) | val top-1 (%) | "
-            "test top-1 (%) | final test ‖h‖ | Thm-6 distance | cos(h, w_y) | n |",
-            "|" + "---|" * 12]
+    rows = [
+        "| loss | λ_b (batch sum, B=128) | λ per example (λ_b·B) | λ data-set sum (2λ_b·B/n) | "
+        "paper λ at B=256, same per-example weight | ‖h*‖ (Thm 6) | val top-1 (%) | "
+        "test top-1 (%) | final test ‖h‖ | Thm-6 distance | cos(h, w_y) | n |",
+        "|" + "---|" * 12,
+    ]
     chosen, parts = {}, []
     for fam, label in (("ul_pal", "UL+PAL"), ("ce", "CE")):
         fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
@@ -98,10 +110,15 @@ def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             lam = _lam(r)
             if lam > 0:
                 conv = efr_lambda_conventions(lam, BATCH, NUM_TRAIN)
-                lam_cells = (f"{lam:.3g} | {conv['per_example']:.3g} | "
-                             f"{conv['dataset_sum']:.3g} | {lam * BATCH / 256:.3g}")
-                hstar = (f"{efr_feature_target_scale(lam, BATCH, NUM_CLASSES):.4g}"
-                         if fam == "ul_pal" else "—")
+                lam_cells = (
+                    f"{lam:.3g} | {conv['per_example']:.3g} | "
+                    f"{conv['dataset_sum']:.3g} | {lam * BATCH / 256:.3g}"
+                )
+                hstar = (
+                    f"{efr_feature_target_scale(lam, BATCH, NUM_CLASSES):.4g}"
+                    if fam == "ul_pal"
+                    else "—"
+                )
             else:
                 lam_cells, hstar = "0 (vanilla) | 0 | 0 | 0", "∞" if fam == "ul_pal" else "—"
             mark = " **← selected on val**" if r is best else ""
@@ -110,21 +127,26 @@ def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
                 f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
                 f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
                 f"{_fmt(_col(fin, 'eval/theorem6_distance'))} | "
-                f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |")
+                f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
+            )
         vanilla = next((r for r in fr if _lam(r) == 0), None)
         if best is not None and vanilla is not None:
             tb = _col(_finals(res, best.name), "top1")
             tv = _col(_finals(res, vanilla.name), "top1")
             if tb and tv:
-                parts.append(f"{label}: λ_b = {_lam(best):.3g} selected on validation; test top-1 "
-                             f"{_fmt(tb, True)} vs vanilla {_fmt(tv, True)} "
-                             f"({100 * (mean_std(tb)[0] - mean_std(tv)[0]):+.2f} pts)")
+                parts.append(
+                    f"{label}: λ_b = {_lam(best):.3g} selected on validation; test top-1 "
+                    f"{_fmt(tb, True)} vs vanilla {_fmt(tv, True)} "
+                    f"({100 * (mean_std(tb)[0] - mean_std(tv)[0]):+.2f} pts)"
+                )
     if chosen.get("ul_pal") and chosen.get("ce"):
         u = _col(_finals(res, chosen["ul_pal"].name), "top1")
         c = _col(_finals(res, chosen["ce"].name), "top1")
         if u and c:
-            parts.append(f"UL+PAL(+EFR) − CE(+EFR), both selected on validation: "
-                         f"{100 * (mean_std(u)[0] - mean_std(c)[0]):+.2f} pts test top-1")
+            parts.append(
+                f"UL+PAL(+EFR) − CE(+EFR), both selected on validation: "
+                f"{100 * (mean_std(u)[0] - mean_std(c)[0]):+.2f} pts test top-1"
+            )
     verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
@@ -141,44 +163,79 @@ def _mean_eval(e: Mapping, key: str = "eval/accuracy") -> float | None:
 
 def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The FNPAL-scale table (s × RLR) and the RLR verdict at fixed and at tuned s."""
-    rows = ["| s | variant | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
-            "final test ‖h‖ | n |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| s | variant | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
+        "final test ‖h‖ | n |",
+        "|---|---|---|---|---|---|---|",
+    ]
     by_var: dict[str, list] = {}
     for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
         by_var.setdefault(r.variant, []).append(r)
     best = {v: select(res, rs) for v, rs in by_var.items()}
     for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
         fin = _finals(res, r.name)
-        area = [a for a in (_mean_eval(e) for e in res[r.name]["seeds"].values()
-                            if e.get("status") == "complete") if a is not None]
+        area = [
+            a
+            for a in (
+                _mean_eval(e)
+                for e in res[r.name]["seeds"].values()
+                if e.get("status") == "complete"
+            )
+            if a is not None
+        ]
         mark = " **← selected on val**" if best.get(r.variant) is r else ""
-        rows.append(f"| {r.overrides.get('head.scale', 1.0):g} | {_label(r.variant)} | "
-                    f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
-                    f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(area, True)} | "
-                    f"{_fmt(_col(fin, 'eval/feature_norm'))} | {len(fin)} |")
+        rows.append(
+            f"| {r.overrides.get('head.scale', 1.0):g} | {_label(r.variant)} | "
+            f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
+            f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(area, True)} | "
+            f"{_fmt(_col(fin, 'eval/feature_norm'))} | {len(fin)} |"
+        )
     parts = []
 
     def cmp(a, b, what):
         fa, fb = _col(_finals(res, a.name), "top1"), _col(_finals(res, b.name), "top1")
         if not fa or not fb:
             return
-        aa = [x for x in (_mean_eval(e) for e in res[a.name]["seeds"].values()
-                          if e.get("status") == "complete") if x is not None]
-        ab = [x for x in (_mean_eval(e) for e in res[b.name]["seeds"].values()
-                          if e.get("status") == "complete") if x is not None]
-        parts.append(f"{what}: RLR − no RLR = {100 * (mean_std(fb)[0] - mean_std(fa)[0]):+.2f} "
-                     f"pts final test top-1, {100 * (mean_std(ab)[0] - mean_std(aa)[0]):+.2f} "
-                     f"pts mean over the evals")
+        aa = [
+            x
+            for x in (
+                _mean_eval(e)
+                for e in res[a.name]["seeds"].values()
+                if e.get("status") == "complete"
+            )
+            if x is not None
+        ]
+        ab = [
+            x
+            for x in (
+                _mean_eval(e)
+                for e in res[b.name]["seeds"].values()
+                if e.get("status") == "complete"
+            )
+            if x is not None
+        ]
+        parts.append(
+            f"{what}: RLR − no RLR = {100 * (mean_std(fb)[0] - mean_std(fa)[0]):+.2f} "
+            f"pts final test top-1, {100 * (mean_std(ab)[0] - mean_std(aa)[0]):+.2f} "
+            f"pts mean over the evals"
+        )
 
     plain, rlr = by_var.get("ul_fnpal", []), by_var.get("ul_fnpal_rlr", [])
-    s1 = [(a, b) for a in plain for b in rlr
-          if a.overrides.get("head.scale") == b.overrides.get("head.scale") == 1.0]
+    s1 = [
+        (a, b)
+        for a in plain
+        for b in rlr
+        if a.overrides.get("head.scale") == b.overrides.get("head.scale") == 1.0
+    ]
     if s1:
         cmp(*s1[0], "s = 1 fixed")
     if best.get("ul_fnpal") and best.get("ul_fnpal_rlr"):
-        cmp(best["ul_fnpal"], best["ul_fnpal_rlr"],
+        cmp(
+            best["ul_fnpal"],
+            best["ul_fnpal_rlr"],
             f"s tuned on val (no RLR: s = {best['ul_fnpal'].overrides.get('head.scale'):g}, "
-            f"RLR: s = {best['ul_fnpal_rlr'].overrides.get('head.scale'):g})")
+            f"RLR: s = {best['ul_fnpal_rlr'].overrides.get('head.scale'):g})",
+        )
     verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
@@ -196,16 +253,19 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
     drawn = False
     for ax, fam, label in ((axes[0], "ul_pal", "UL+PAL(+EFR)"), (axes[1], "ce", "CE(+EFR)")):
         fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
-        for key, col, name in (("val/accuracy", "tab:blue", "validation"),
-                               ("top1", "tab:red", "test")):
+        for key, col, name in (
+            ("val/accuracy", "tab:blue", "validation"),
+            ("top1", "tab:red", "test"),
+        ):
             xs, ms, lo, hi = [], [], [], []
             for r in fr:
                 v = _col(_finals(res, r.name), key)
                 if not v:
                     continue
                 if _lam(r) == 0:
-                    ax.axhline(100 * np.mean(v), color=col, ls="--", lw=1,
-                               label=f"{name}, λ = 0 (vanilla)")
+                    ax.axhline(
+                        100 * np.mean(v), color=col, ls="--", lw=1, label=f"{name}, λ = 0 (vanilla)"
+                    )
                     continue
                 xs.append(_lam(r))
                 ms.append(100 * np.mean(v))
@@ -213,8 +273,14 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
                 hi.append(100 * np.max(v))
             if xs:
                 ax.plot(xs, ms, marker="o", color=col, label=f"{name} (mean; bar: min–max)")
-                ax.errorbar(xs, ms, yerr=[np.subtract(ms, lo), np.subtract(hi, ms)], fmt="none",
-                            color=col, capsize=3)
+                ax.errorbar(
+                    xs,
+                    ms,
+                    yerr=[np.subtract(ms, lo), np.subtract(hi, ms)],
+                    fmt="none",
+                    color=col,
+                    capsize=3,
+                )
                 drawn = True
         best = select(res, fr)
         if best is not None and _lam(best) > 0:
@@ -270,8 +336,12 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
         return None
     plt = _plt()
     fig, axes = plt.subplots(1, len(MECH_KEYS), figsize=(4.2 * len(MECH_KEYS), 3.8))
-    colors = {"ul_pal": "tab:orange", "ul_pal_efr": "tab:red", "ce": "tab:blue",
-              "ce_efr": "tab:cyan"}
+    colors = {
+        "ul_pal": "tab:orange",
+        "ul_pal_efr": "tab:red",
+        "ce": "tab:blue",
+        "ce_efr": "tab:cyan",
+    }
     drawn = False
     for ax, key, ylab in zip(axes[:-1], MECH_KEYS[:-1], MECH_LABELS[:-1]):
         for r in picks:
@@ -293,8 +363,14 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
         xs, ys = _seed_curves(res, r, MECH_KEYS[-1])
         if ys is None:
             continue
-        ax.plot(xs, ys.mean(0), color=cmap(i / max(len(ul) - 1, 1)), marker="o", ms=3,
-                label=f"λ={_lam(r):.3g}, ‖h*‖={efr_feature_target_scale(_lam(r), BATCH, 10):.3g}")
+        ax.plot(
+            xs,
+            ys.mean(0),
+            color=cmap(i / max(len(ul) - 1, 1)),
+            marker="o",
+            ms=3,
+            label=f"λ={_lam(r):.3g}, ‖h*‖={efr_feature_target_scale(_lam(r), BATCH, 10):.3g}",
+        )
         drawn = True
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -313,24 +389,38 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
 def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """Claim 2a at 4× the steps with the validation-selected λ: final and mean-over-training
     top-1 of CE, vanilla UL+PAL and UL+PAL+EFR, and their differences to CE."""
-    rows = ["| run | λ_b | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
-            "final test ‖h‖ | cos(h, w_y) | n |", "|" + "---|" * 8]
+    rows = [
+        "| run | λ_b | val top-1 (%) | test top-1 (%) | mean test top-1 over the evals (%) | "
+        "final test ‖h‖ | cos(h, w_y) | n |",
+        "|" + "---|" * 8,
+    ]
     tops = {}
     for r in runs:
         fin = _finals(res, r.name)
-        area = [a for a in (_mean_eval(e) for e in res[r.name]["seeds"].values()
-                            if e.get("status") == "complete") if a is not None]
+        area = [
+            a
+            for a in (
+                _mean_eval(e)
+                for e in res[r.name]["seeds"].values()
+                if e.get("status") == "complete"
+            )
+            if a is not None
+        ]
         tops[r.variant] = _col(fin, "top1")
-        rows.append(f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | "
-                    f"{_fmt(_col(fin, 'val/accuracy'), True)} | {_fmt(tops[r.variant], True)} | "
-                    f"{_fmt(area, True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
-                    f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |")
+        rows.append(
+            f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | "
+            f"{_fmt(_col(fin, 'val/accuracy'), True)} | {_fmt(tops[r.variant], True)} | "
+            f"{_fmt(area, True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
+            f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
+        )
     parts = []
     for v in ("ul_pal_efr", "ul_pal"):
         if tops.get(v) and tops.get("ce"):
             d = 100 * (mean_std(tops[v])[0] - mean_std(tops["ce"])[0])
-            parts.append(f"{_label(v)} − CE = {d:+.2f} pts final test top-1 "
-                         f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)")
+            parts.append(
+                f"{_label(v)} − CE = {d:+.2f} pts final test top-1 "
+                f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)"
+            )
     verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
@@ -341,17 +431,25 @@ def fig_long(res: Mapping, runs: Sequence, path: Path) -> str | None:
 
 
 SECTIONS = {"sweep": sweep_section, "scale": scale_section, "long": long_section}
-FIGURES = {"sweep": (("sweep.png", fig_sweep), ("mechanism.png", fig_mechanism)),
-           "scale": (), "long": (("long_accuracy.png", fig_long),)}
+FIGURES = {
+    "sweep": (("sweep.png", fig_sweep), ("mechanism.png", fig_mechanism)),
+    "scale": (),
+    "long": (("long_accuracy.png", fig_long),),
+}
 
 
 # the paper's λ values under each normalization ---------------------------------------------
-PAPER_LAMBDAS = (("UL, Table 2", "ul", (1e-7, 5e-7, 1e-6, 5e-6)),
-                 ("UL, Table 3", "ul", (5e-7,)),
-                 ("CE, Tables 2/3/6", "ce", (1e-6, 5e-6, 1e-5, 5e-5)))
+PAPER_LAMBDAS = (
+    ("UL, Table 2", "ul", (1e-7, 5e-7, 1e-6, 5e-6)),
+    ("UL, Table 3", "ul", (5e-7,)),
+    ("CE, Tables 2/3/6", "ce", (1e-6, 5e-6, 1e-5, 5e-5)),
+)
 PAPER_BATCH = 256
-PAPER_SETS = (("CIFAR-10", 10, 50_000), ("CIFAR-10-LT ρ=100", 10, 12_406),
-              ("CIFAR-100", 100, 50_000))
+PAPER_SETS = (
+    ("CIFAR-10", 10, 50_000),
+    ("CIFAR-10-LT ρ=100", 10, 12_406),
+    ("CIFAR-100", 100, 50_000),
+)
 
 
 def conventions_table() -> str:
@@ -361,9 +459,12 @@ def conventions_table() -> str:
     the first pass's reading); B: λ multiplies mean_batch ‖h‖²; C: eq. 11's (λ/2)‖H‖²_F over the
     whole training set next to a mean loss."""
     from ul_jax.objectives import efr_weight_from
-    rows = ["| paper λ (where) | data set (n) | A: batch sum → λ_b | ‖h*‖ (A) | "
-            "B: per example → λ_b | ‖h*‖ (B) | C: data-set sum (eq. 11) → λ_b | ‖h*‖ (C) |",
-            "|" + "---|" * 8]
+
+    rows = [
+        "| paper λ (where) | data set (n) | A: batch sum → λ_b | ‖h*‖ (A) | "
+        "B: per example → λ_b | ‖h*‖ (B) | C: data-set sum (eq. 11) → λ_b | ‖h*‖ (C) |",
+        "|" + "---|" * 8,
+    ]
     for where, loss, lams in PAPER_LAMBDAS:
         for name, c, n in PAPER_SETS:
             if loss == "ul" and "Table 3" in where and name != "CIFAR-10":
@@ -372,8 +473,11 @@ def conventions_table() -> str:
                 cells = []
                 for conv in ("batch_sum", "per_example", "dataset_sum"):
                     lb = efr_weight_from(lam, conv, PAPER_BATCH, n)
-                    h = (f"{efr_feature_target_scale(lb, PAPER_BATCH, c):.3g}" if loss == "ul"
-                         else "—")
+                    h = (
+                        f"{efr_feature_target_scale(lb, PAPER_BATCH, c):.3g}"
+                        if loss == "ul"
+                        else "—"
+                    )
                     cells.append(f"{lb:.3g} | {h}")
                 rows.append(f"| {lam:g} ({where}) | {name} ({n:,}) | " + " | ".join(cells) + " |")
     return "\n".join(rows)

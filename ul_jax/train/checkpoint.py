@@ -79,8 +79,9 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
-METADATA_KEY = "ul_jax"          # key of our record in orbax's custom checkpoint metadata
+METADATA_KEY = "ul_jax"  # key of our record in orbax's custom checkpoint metadata
 FORMAT_VERSION = 1
+
 
 class CheckpointMismatchError(ValueError):
     """The stored tree (leaf paths, shapes, dtypes) differs from the state built from the config:
@@ -132,8 +133,11 @@ def save_config(workdir: str | os.PathLike, config: Any, name: str = CONFIG_FILE
     """Writes ``config`` as JSON to ``workdir/name`` (process 0 only; returns the path)."""
     path = Path(workdir) / name
     if jax.process_index() == 0:
-        text = (config.to_json(indent=2, sort_keys=True) if hasattr(config, "to_json")
-                else json.dumps(config, indent=2, sort_keys=True))
+        text = (
+            config.to_json(indent=2, sort_keys=True)
+            if hasattr(config, "to_json")
+            else json.dumps(config, indent=2, sort_keys=True)
+        )
         write_text_atomic(path, text)
     return path
 
@@ -150,11 +154,12 @@ def load_config(workdir: str | os.PathLike, name: str = CONFIG_FILE) -> dict[str
     try:
         stored = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); restore it from the run's "
-                         "previous_*/ or a copy, or move it away to start over") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({e}); restore it from the run's "
+            "previous_*/ or a copy, or move it away to start over"
+        ) from None
     if not isinstance(stored, dict):
-        raise ValueError(f"{path} must hold a JSON object (a config); got "
-                         f"{type(stored).__name__}")
+        raise ValueError(f"{path} must hold a JSON object (a config); got {type(stored).__name__}")
     return stored
 
 
@@ -170,15 +175,23 @@ def check_resume_config(stored: dict[str, Any] | None, config: Any) -> list[str]
     if stored is None:
         return []
     old, new = flatten_config(stored), flatten_config(config)
-    bad = [f"{f}: checkpoint has {old.get(f)!r}, config has {new.get(f)!r}"
-           for f in SHAPE_FIELDS if shape_view(f, old) != shape_view(f, new)]
+    bad = [
+        f"{f}: checkpoint has {old.get(f)!r}, config has {new.get(f)!r}"
+        for f in SHAPE_FIELDS
+        if shape_view(f, old) != shape_view(f, new)
+    ]
     if bad:
         raise ValueError(
             "refusing to resume: the work directory's config.json differs from this config in "
-            "shape-relevant field(s): " + "; ".join(bad)
-            + ". Use a new --workdir, or the stored values.")
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)]
+            "shape-relevant field(s): "
+            + "; ".join(bad)
+            + ". Use a new --workdir, or the stored values."
+        )
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
 
 
 def _key_str(entry) -> str:
@@ -192,13 +205,16 @@ def tree_signature(tree: Any) -> dict[str, tuple[tuple[int, ...], str]]:
     """``{"params/head/kernel": (shape, dtype), ...}`` for arrays, ``ShapeDtypeStruct`` s and
     orbax ``ArrayMetadata`` leaves (namedtuple fields and dict keys both become path parts)."""
     leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: x is None or hasattr(x, "shape"))[0]
+        tree, is_leaf=lambda x: x is None or hasattr(x, "shape")
+    )[0]
     out = {}
     for path, leaf in leaves:
         if leaf is None or not hasattr(leaf, "shape"):
             continue
-        out["/".join(_key_str(p) for p in path)] = (tuple(int(s) for s in leaf.shape),
-                                                    str(np.dtype(leaf.dtype)))
+        out["/".join(_key_str(p) for p in path)] = (
+            tuple(int(s) for s in leaf.shape),
+            str(np.dtype(leaf.dtype)),
+        )
     return out
 
 
@@ -211,6 +227,7 @@ def _local_copy(x: Any) -> np.ndarray:
         if x.is_fully_replicated:
             return np.asarray(x.addressable_shards[0].data)
         from jax.experimental import multihost_utils
+
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
 
@@ -244,6 +261,7 @@ def sync_processes(name: str) -> None:
     the same sequence of calls (the barrier's key counts them)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
+
         _BARRIERS[0] += 1
         multihost_utils.sync_global_devices(f"{name}_{_BARRIERS[0]}")
 
@@ -253,17 +271,24 @@ def _check_replicas(fingerprint: dict[str, str], step: int) -> None:
     if jax.process_count() == 1:
         return
     from jax.experimental import multihost_utils
+
     digest = bytes.fromhex(fingerprint_digest(fingerprint))
     all_digests = np.asarray(multihost_utils.process_allgather(np.frombuffer(digest, np.uint8)))
-    differ = [p for p in range(all_digests.shape[0]) if not np.array_equal(all_digests[p],
-                                                                          all_digests[0])]
+    differ = [
+        p for p in range(all_digests.shape[0]) if not np.array_equal(all_digests[p], all_digests[0])
+    ]
     if differ:
         raise ReplicaMismatchError(
             f"the replicated train state differs between processes at step {step}: processes "
             f"{differ} hold other values than process 0 (fingerprint of process "
-            f"{jax.process_index()}: {digest.hex()[:16]}); refusing to save it")
-    logging.info("checkpoint %d: the state is identical on all %d processes (fingerprint %s)",
-                 step, all_digests.shape[0], digest.hex()[:16])
+            f"{jax.process_index()}: {digest.hex()[:16]}); refusing to save it"
+        )
+    logging.info(
+        "checkpoint %d: the state is identical on all %d processes (fingerprint %s)",
+        step,
+        all_digests.shape[0],
+        digest.hex()[:16],
+    )
 
 
 class Checkpointer:
@@ -283,9 +308,11 @@ class Checkpointer:
         self.directory = Path(directory).absolute()
         self._mngr = ocp.CheckpointManager(
             self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
-                                                 enable_async_checkpointing=async_save),
-            item_handlers=ocp.StandardCheckpointHandler())
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=async_save
+            ),
+            item_handlers=ocp.StandardCheckpointHandler(),
+        )
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
@@ -311,8 +338,12 @@ class Checkpointer:
         fingerprint = state_fingerprint(state)
         _check_replicas(fingerprint, int(step))
         record = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "extra": extra or {}}
-        self._mngr.save(int(step), args=ocp.args.StandardSave(state), force=True,
-                        custom_metadata={METADATA_KEY: record})
+        self._mngr.save(
+            int(step),
+            args=ocp.args.StandardSave(state),
+            force=True,
+            custom_metadata={METADATA_KEY: record},
+        )
         return self.path(step)
 
     def wait(self) -> None:
@@ -322,7 +353,7 @@ class Checkpointer:
     def _record(self, step: int) -> dict[str, Any] | None:
         try:
             custom = self._mngr.metadata(int(step)).custom_metadata or {}
-        except Exception:  # noqa: BLE001 - an unreadable metadata file is "no record"
+        except Exception:
             return None
         record = custom.get(METADATA_KEY)
         return record if isinstance(record, dict) and "fingerprint" in record else None
@@ -352,34 +383,43 @@ class Checkpointer:
             raise CheckpointCorruptError(path, "the step directory does not exist")
         try:
             stored = tree_signature(self._mngr.item_metadata(int(step)).tree)
-        except Exception as e:  # noqa: BLE001 - orbax raises many types for unreadable files
+        except Exception as e:
             raise CheckpointCorruptError(
-                path, f"its tree metadata cannot be read ({type(e).__name__}: "
-                      f"{_one_line(e)})") from e
+                path, f"its tree metadata cannot be read ({type(e).__name__}: {_one_line(e)})"
+            ) from e
         wanted = tree_signature(target)
         problems = []
-        rank = {"params": 0, "prototypes": 1, "batch_stats": 2}   # most telling first
+        rank = {"params": 0, "prototypes": 1, "batch_stats": 2}  # most telling first
         for k in sorted(set(stored) | set(wanted), key=lambda k: (rank.get(k.split("/")[0], 3), k)):
             if k not in stored:
                 problems.append(f"{k}: missing in the checkpoint (model has shape {wanted[k][0]})")
             elif k not in wanted:
-                problems.append(f"{k}: in the checkpoint (shape {stored[k][0]}) but not in the model")
+                problems.append(
+                    f"{k}: in the checkpoint (shape {stored[k][0]}) but not in the model"
+                )
             elif stored[k] != wanted[k]:
-                problems.append(f"{k}: checkpoint has shape {stored[k][0]} {stored[k][1]}, "
-                                f"model has {wanted[k][0]} {wanted[k][1]}")
+                problems.append(
+                    f"{k}: checkpoint has shape {stored[k][0]} {stored[k][1]}, "
+                    f"model has {wanted[k][0]} {wanted[k][1]}"
+                )
         if problems:
             shown = problems[:8] + ([f"... {len(problems) - 8} more"] if len(problems) > 8 else [])
             raise CheckpointMismatchError(
                 f"checkpoint {path} does not match the state built from the config "
-                f"({len(problems)} difference(s)): " + "; ".join(shown)
+                f"({len(problems)} difference(s)): "
+                + "; ".join(shown)
                 + ". Check the shape-relevant config fields "
-                + ", ".join(SHAPE_FIELDS) + ".")
+                + ", ".join(SHAPE_FIELDS)
+                + "."
+            )
         record = self._record(step)
         if verify and record is None:
             raise CheckpointCorruptError(
-                path, "it has no ul_jax fingerprint in its _CHECKPOINT_METADATA (the file is "
-                      "missing or unreadable, or the checkpoint predates fingerprints: "
-                      "restore(..., verify=False) reads it unverified)")
+                path,
+                "it has no ul_jax fingerprint in its _CHECKPOINT_METADATA (the file is "
+                "missing or unreadable, or the checkpoint predates fingerprints: "
+                "restore(..., verify=False) reads it unverified)",
+            )
 
         def abstract(x):
             sharding = getattr(x, "sharding", None)
@@ -387,17 +427,21 @@ class Checkpointer:
 
         try:
             restored = self._mngr.restore(
-                int(step), args=ocp.args.StandardRestore(jax.tree.map(abstract, target)))
-        except Exception as e:  # noqa: BLE001
+                int(step), args=ocp.args.StandardRestore(jax.tree.map(abstract, target))
+            )
+        except Exception as e:
             raise CheckpointCorruptError(
-                path, f"orbax cannot read it ({type(e).__name__}: {_one_line(e)})") from e
+                path, f"orbax cannot read it ({type(e).__name__}: {_one_line(e)})"
+            ) from e
         if verify:
             saved, got = record["fingerprint"], state_fingerprint(restored)
             bad = sorted(k for k in set(saved) | set(got) if saved.get(k) != got.get(k))
             if bad:
                 raise CheckpointCorruptError(
-                    path, f"{len(bad)} restored array(s) differ from the saved ones (fingerprint "
-                          f"mismatch): {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+                    path,
+                    f"{len(bad)} restored array(s) differ from the saved ones (fingerprint "
+                    f"mismatch): {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}",
+                )
         return restored
 
     def restore_latest(self, target: Any) -> tuple[int | None, Any, list[CheckpointCorruptError]]:

@@ -66,8 +66,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 from absl import logging
@@ -93,23 +94,43 @@ class NonFiniteError(RuntimeError):
     (refused updates in a row, this one included; > 1 only with ``skip_nonfinite``).
     """
 
-    def __init__(self, step: int, quantities: list[str], checkpoint: Path | None,
-                 metrics: dict[str, Any], consecutive: int = 1, limit: int = 0):
-        self.step, self.quantities, self.checkpoint, self.metrics = step, quantities, checkpoint, metrics
+    def __init__(
+        self,
+        step: int,
+        quantities: list[str],
+        checkpoint: Path | None,
+        metrics: dict[str, Any],
+        consecutive: int = 1,
+        limit: int = 0,
+    ):
+        self.step, self.quantities, self.checkpoint, self.metrics = (
+            step,
+            quantities,
+            checkpoint,
+            metrics,
+        )
         self.consecutive = consecutive
-        where = (f"the last good checkpoint is {checkpoint} (left intact)" if checkpoint is not None
-                 else "no checkpoint had been written yet")
-        skipped = (f" after {consecutive} consecutive non-finite steps (skip_nonfinite={limit})"
-                   if limit > 0 else "")
+        where = (
+            f"the last good checkpoint is {checkpoint} (left intact)"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        skipped = (
+            f" after {consecutive} consecutive non-finite steps (skip_nonfinite={limit})"
+            if limit > 0
+            else ""
+        )
         super().__init__(
             f"non-finite {', '.join(quantities)} at step {step}: the update was refused and the "
             f"run stopped{skipped} (loss={float(metrics['loss']):.6g}, "
             f"grad_norm={float(metrics['grad_norm']):.6g}, lr={float(metrics['lr']):.6g}); "
-            f"{where}")
+            f"{where}"
+        )
 
 
-def train_and_evaluate(config, workdir: str | Path, *, until_step: int | None = None,
-                       skip_nonfinite: int = 0) -> dict[str, Any]:
+def train_and_evaluate(
+    config, workdir: str | Path, *, until_step: int | None = None, skip_nonfinite: int = 0
+) -> dict[str, Any]:
     """Trains ``config`` in ``workdir`` (resuming from its newest usable checkpoint) and evaluates.
 
     Args:
@@ -133,52 +154,84 @@ def train_and_evaluate(config, workdir: str | Path, *, until_step: int | None = 
       NonFiniteError: a non-finite loss / gradient / update (see the module docstring).
     """
     validate_config(config)
-    if isinstance(skip_nonfinite, bool) or not isinstance(skip_nonfinite, int) or skip_nonfinite < 0:
-        raise ValueError(f"skip_nonfinite must be an integer >= 0; got "
-                         f"skip_nonfinite={skip_nonfinite!r}")
-    if until_step is not None and (isinstance(until_step, bool) or int(until_step) != until_step
-                                   or until_step < 1):
-        raise ValueError(f"until_step must be None or an integer >= 1; got until_step={until_step!r}")
+    if (
+        isinstance(skip_nonfinite, bool)
+        or not isinstance(skip_nonfinite, int)
+        or skip_nonfinite < 0
+    ):
+        raise ValueError(
+            f"skip_nonfinite must be an integer >= 0; got skip_nonfinite={skip_nonfinite!r}"
+        )
+    if until_step is not None and (
+        isinstance(until_step, bool) or int(until_step) != until_step or until_step < 1
+    ):
+        raise ValueError(
+            f"until_step must be None or an integer >= 1; got until_step={until_step!r}"
+        )
     workdir = Path(workdir).absolute()
-    preempt = _PreemptionWatch()       # from here on, SIGTERM means "stop at a step boundary"
+    preempt = _PreemptionWatch()  # from here on, SIGTERM means "stop at a step boundary"
     try:
         return _train_and_evaluate(config, workdir, until_step, skip_nonfinite, preempt)
     finally:
         preempt.close()
 
 
-def _train_and_evaluate(config, workdir: Path, until_step, skip_nonfinite: int,
-                        preempt: _PreemptionWatch) -> dict[str, Any]:
+def _train_and_evaluate(
+    config, workdir: Path, until_step, skip_nonfinite: int, preempt: _PreemptionWatch
+) -> dict[str, Any]:
     is_main = jax.process_index() == 0
     stored = prepare_workdir(workdir, config)
     data = load_train_data(config)
     sched = schedule_from(config, data, until_step)
-    refuse_fresh_start(workdir, stored, config, sched.first_ckpt)   # before compiling
+    refuse_fresh_start(workdir, stored, config, sched.first_ckpt)  # before compiling
     mesh = uldata.data_mesh()
     fns = compile_run(config, data, sched.total, sched.steps_per_epoch, mesh)
     state = fns.init_fn()
     ckpt = writer = None
     try:
-        ckpt, state, start, resumed = start_or_resume(config, workdir, state, sched.first_ckpt,
-                                                      sched.total, is_main)
+        ckpt, state, start, resumed = start_or_resume(
+            config, workdir, state, sched.first_ckpt, sched.total, is_main
+        )
         run_eval = _evaluator(config, data, fns.eval_fn, mesh)
-        if preempt.pending():     # SIGTERM during start-up: nothing new to save
+        if preempt.pending():  # SIGTERM during start-up: nothing new to save
             if is_main:
-                logging.warning("preempted (SIGTERM) before the first step; the work directory "
-                                "is at step %d", start)
+                logging.warning(
+                    "preempted (SIGTERM) before the first step; the work directory is at step %d",
+                    start,
+                )
             return {"step": start, "preempted": True}
         if start >= sched.stop:
             return {"step": start, **run_eval(state)}
-        writer = MetricWriter(workdir, resume_step=start, enabled=is_main,
-                              tensorboard=config.tensorboard)
+        writer = MetricWriter(
+            workdir, resume_step=start, enabled=is_main, tensorboard=config.tensorboard
+        )
         if is_main:
-            logging.info("training %s/%s for %d steps (%d per epoch, batch %d on %d devices), "
-                         "from step %d to %d", config.data.name, config.model.arch, sched.total,
-                         sched.steps_per_epoch, config.batch_size, jax.device_count(), start,
-                         sched.stop)
+            logging.info(
+                "training %s/%s for %d steps (%d per epoch, batch %d on %d devices), "
+                "from step %d to %d",
+                config.data.name,
+                config.model.arch,
+                sched.total,
+                sched.steps_per_epoch,
+                config.batch_size,
+                jax.device_count(),
+                start,
+                sched.stop,
+            )
         progress = _Progress.resumed(resumed, start, ckpt.path(start) if start > 0 else None)
-        loop = _Loop(config, sched, data, mesh, fns.train_fn, run_eval, ckpt, writer, preempt,
-                     skip_nonfinite, is_main)
+        loop = _Loop(
+            config,
+            sched,
+            data,
+            mesh,
+            fns.train_fn,
+            run_eval,
+            ckpt,
+            writer,
+            preempt,
+            skip_nonfinite,
+            is_main,
+        )
         return loop.run(state, start, progress)
     finally:
         if writer is not None:
@@ -195,9 +248,13 @@ def _evaluator(config, data: TrainData, eval_fn, mesh) -> Callable[[Any], dict[s
     def run_eval(state):
         out = evaluate(eval_fn, state, data.eval_batches(layout), mesh, theorem6_scale=t6)
         if data.val_batches is not None:
-            out.update(evaluate(eval_fn, state, data.val_batches(layout), mesh, prefix="val",
-                                theorem6_scale=t6))
+            out.update(
+                evaluate(
+                    eval_fn, state, data.val_batches(layout), mesh, prefix="val", theorem6_scale=t6
+                )
+            )
         return out
+
     return run_eval
 
 
@@ -222,8 +279,9 @@ class _Loop:
         steps 5–7)."""
         sched, layout = self.sched, uldata.batch_layout(self.config.batch_size)
         batches = uldata.prefetch_to_device(
-            self.data.train_batches(layout, start, sched.stop - start), 2, self.mesh)
-        pending: list[tuple[int, dict]] = []      # device metrics not yet checked
+            self.data.train_batches(layout, start, sched.stop - start), 2, self.mesh
+        )
+        pending: list[tuple[int, dict]] = []  # device metrics not yet checked
         p.start_clock(start)
         preempted = False
         for step in range(start + 1, sched.stop + 1):
@@ -237,8 +295,13 @@ class _Loop:
             if not (is_log or is_eval or is_ckpt):
                 continue
             last = self._check_finite(pending, p)
-            row = p.train_row(step, last, self.config.batch_size, sched.steps_per_epoch,
-                              self.skip_nonfinite) if is_log else {}
+            row = (
+                p.train_row(
+                    step, last, self.config.batch_size, sched.steps_per_epoch, self.skip_nonfinite
+                )
+                if is_log
+                else {}
+            )
             if is_eval:
                 p.last_eval = p.timed(self.run_eval, state)
                 row.update(p.last_eval)
@@ -253,8 +316,13 @@ class _Loop:
         self.ckpt.wait()
         if preempted:
             if self.is_main:
-                logging.warning("preempted (SIGTERM) at step %d of %d: saved checkpoint %s; rerun "
-                                "the same command to resume", step, sched.total, p.last_ckpt)
+                logging.warning(
+                    "preempted (SIGTERM) at step %d of %d: saved checkpoint %s; rerun "
+                    "the same command to resume",
+                    step,
+                    sched.total,
+                    p.last_ckpt,
+                )
             return {"step": step, "preempted": True, **p.last_train, **p.last_eval}
         return {"step": sched.stop, **p.last_train, **p.last_eval}
 
@@ -271,16 +339,21 @@ class _Loop:
             what = decode_nonfinite(int(f["nonfinite"]))
             if p.streak > self.skip_nonfinite:
                 self.ckpt.wait()
-                err = NonFiniteError(s, what, p.last_ckpt, f, consecutive=p.streak,
-                                     limit=self.skip_nonfinite)
+                err = NonFiniteError(
+                    s, what, p.last_ckpt, f, consecutive=p.streak, limit=self.skip_nonfinite
+                )
                 if self.is_main:
                     logging.error("%s", err)
                 raise err
             p.skipped += 1
             if self.is_main:
-                logging.warning("non-finite %s at step %d: update skipped (%d in a row, "
-                                "skip_nonfinite=%d)", ", ".join(what), s, p.streak,
-                                self.skip_nonfinite)
+                logging.warning(
+                    "non-finite %s at step %d: update skipped (%d in a row, skip_nonfinite=%d)",
+                    ", ".join(what),
+                    s,
+                    p.streak,
+                    self.skip_nonfinite,
+                )
         pending.clear()
         return fetched[-1]
 
@@ -309,9 +382,13 @@ class _Progress:
     def resumed(cls, extra: dict[str, Any], start: int, last_ckpt: Path | None) -> _Progress:
         """From the ``extra`` record of the checkpoint resumed at ``start`` (``{}``: a fresh
         start)."""
-        return cls([{k: float(v) for k, v in r.items()} for r in extra.get("interval", [])],
-                   int(extra.get("skipped_in_interval", 0)), int(extra.get("nonfinite_streak", 0)),
-                   last_ckpt, t_step=start)
+        return cls(
+            [{k: float(v) for k, v in r.items()} for r in extra.get("interval", [])],
+            int(extra.get("skipped_in_interval", 0)),
+            int(extra.get("nonfinite_streak", 0)),
+            last_ckpt,
+            t_step=start,
+        )
 
     def start_clock(self, step: int) -> None:
         self.t_mark, self.t_step = time.perf_counter(), step
@@ -324,11 +401,15 @@ class _Progress:
         return out
 
     def checkpoint_extra(self) -> dict[str, Any]:
-        return {"interval": [dict(r) for r in self.interval],    # copies: orbax writes it later
-                "skipped_in_interval": self.skipped, "nonfinite_streak": self.streak}
+        return {
+            "interval": [dict(r) for r in self.interval],  # copies: orbax writes it later
+            "skipped_in_interval": self.skipped,
+            "nonfinite_streak": self.streak,
+        }
 
-    def train_row(self, step: int, last: dict, batch_size: int, spe: int,
-                  skip_nonfinite: int) -> dict[str, Any]:
+    def train_row(
+        self, step: int, last: dict, batch_size: int, spe: int, skip_nonfinite: int
+    ) -> dict[str, Any]:
         """The ``train/*`` and ``perf/*`` values of a log line; starts the next interval."""
         now, row = time.perf_counter(), {}
         if self.logs_done > 0:  # the first interval includes compilation
@@ -348,13 +429,18 @@ class _Progress:
     def console_line(self, step: int, sched: Schedule, is_eval: bool, batch_size: int) -> str:
         rate, t, total = self.rate, self.last_train, sched.total
         eta = (sched.stop - step) / rate if rate == rate and rate > 0 else float("nan")
-        line = (f"step {step}/{total} ({100 * step / total:.1f}%, epoch "
-                f"{step / sched.steps_per_epoch:.2f}) loss {t['train/loss']:.4f} acc "
-                f"{t['train/accuracy']:.3f} lr {t['train/lr']:.4g} |h| {t['train/feature_norm']:.3g}")
+        line = (
+            f"step {step}/{total} ({100 * step / total:.1f}%, epoch "
+            f"{step / sched.steps_per_epoch:.2f}) loss {t['train/loss']:.4f} acc "
+            f"{t['train/accuracy']:.3f} lr {t['train/lr']:.4g} |h| {t['train/feature_norm']:.3g}"
+        )
         if is_eval:
             line += f" | eval acc {self.last_eval['eval/accuracy']:.4f}"
-        return line + (f" | {rate * batch_size:.0f} img/s" if rate == rate else
-                       " | compiling") + f" | ETA {_fmt_time(eta)}"
+        return (
+            line
+            + (f" | {rate * batch_size:.0f} img/s" if rate == rate else " | compiling")
+            + f" | ETA {_fmt_time(eta)}"
+        )
 
 
 def _fmt_time(seconds: float) -> str:

@@ -24,7 +24,7 @@ class _PreemptionWatch:
     :func:`jax.experimental.multihost_utils.reached_preemption_sync_point` makes every process
     stop at the same step."""
 
-    received = False          # a SIGTERM arrived in this process (single-process mode)
+    received = False  # a SIGTERM arrived in this process (single-process mode)
 
     def __init__(self):
         self._old = None
@@ -33,7 +33,7 @@ class _PreemptionWatch:
             self._old = signal.signal(signal.SIGTERM, self._handle)
 
     @staticmethod
-    def _handle(signum, frame):  # noqa: ARG004
+    def _handle(signum, frame):
         _PreemptionWatch.received = True
 
     def pending(self) -> bool:
@@ -43,9 +43,10 @@ class _PreemptionWatch:
     def reached(self, step: int) -> bool:
         if self._multi:
             from jax.experimental import multihost_utils
+
             try:
                 return bool(multihost_utils.reached_preemption_sync_point(step))
-            except RuntimeError:   # preemption service disabled: no SIGTERM handling
+            except RuntimeError:  # preemption service disabled: no SIGTERM handling
                 self._multi = False
                 return False
         return _PreemptionWatch.received

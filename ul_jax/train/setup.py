@@ -13,14 +13,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 
 from ul_jax import data as uldata
 from ul_jax.config import get_field
+from ul_jax.data.registry import num_classes
 from ul_jax.models import build_model
 from ul_jax.objectives import make_optimizer
 from ul_jax.train.checkpoint import Checkpointer, load_config
@@ -31,7 +32,6 @@ from ul_jax.train.step import (
     jit_init_state,
     jit_train_step,
 )
-from ul_jax.data.registry import num_classes
 from ul_jax.train.validate import validate_config
 
 __all__ = [
@@ -58,9 +58,9 @@ class TrainData:
     image_shape: tuple[int, int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    train_batches: Callable[[uldata.BatchLayout, int, int], Iterator[dict]]   # (layout, start, n)
+    train_batches: Callable[[uldata.BatchLayout, int, int], Iterator[dict]]  # (layout, start, n)
     eval_batches: Callable[[uldata.BatchLayout], Iterator[dict]]
-    num_val: int = 0                     # held-out validation examples (0: no validation split)
+    num_val: int = 0  # held-out validation examples (0: no validation split)
     val_batches: Callable[[uldata.BatchLayout], Iterator[dict]] | None = None
 
 
@@ -69,16 +69,25 @@ def load_train_data(config) -> TrainData:
     d = config.data
     if d.name == "imagenet100":
         size = d.image_size or 224
-        kw = dict(data_dir=d.data_dir, image_size=size, resize_size=round(size * 256 / 224),
-                  num_threads=d.num_threads)
+        kw = dict(
+            data_dir=d.data_dir,
+            image_size=size,
+            resize_size=round(size * 256 / 224),
+            num_threads=d.num_threads,
+        )
         train = uldata.make_imagenet100_loader("train", train=True, seed=config.seed, **kw)
         test = uldata.make_imagenet100_loader("validation", train=False, seed=config.seed, **kw)
         s = train.image_size
         return TrainData(
-            100, len(train), len(test), (s, s, 3), tuple(uldata.IMAGENET_MEAN),
+            100,
+            len(train),
+            len(test),
+            (s, s, 3),
+            tuple(uldata.IMAGENET_MEAN),
             tuple(uldata.IMAGENET_STD),
             lambda layout, start, n: train.train_batches(layout, start, n),
-            test.eval_batches)
+            test.eval_batches,
+        )
     kw = dict(source=d.source, data_dir=d.data_dir, image_size=d.image_size, seed=d.seed)
     per_class = int(get_field(d, "validation_per_class", 0) or 0)
     val = None
@@ -90,46 +99,83 @@ def load_train_data(config) -> TrainData:
         if d.imbalance_ratio is not None:
             train = uldata.make_long_tailed(train, d.imbalance_ratio, d.imbalance_kind, d.seed)
     else:
-        train = uldata.load_dataset(d.name, "train", imbalance_ratio=d.imbalance_ratio,
-                                    imbalance_kind=d.imbalance_kind, **kw)
+        train = uldata.load_dataset(
+            d.name,
+            "train",
+            imbalance_ratio=d.imbalance_ratio,
+            imbalance_kind=d.imbalance_kind,
+            **kw,
+        )
     test = uldata.load_dataset(d.name, "test", **kw)
     if train.num_classes != num_classes(d.name):
-        raise ValueError(f"data.name={d.name!r} should have {num_classes(d.name)} classes; the "
-                         f"loaded train split has {train.num_classes}")
+        raise ValueError(
+            f"data.name={d.name!r} should have {num_classes(d.name)} classes; the "
+            f"loaded train split has {train.num_classes}"
+        )
     mean, std = uldata.channel_stats(train.images)
     images, labels = train.images, train.labels
     return TrainData(
-        train.num_classes, len(train), len(test), tuple(images.shape[1:]),
-        tuple(float(x) for x in mean), tuple(float(x) for x in std),
-        lambda layout, start, n: uldata.train_batches(images, labels, layout, config.seed, start, n),
+        train.num_classes,
+        len(train),
+        len(test),
+        tuple(images.shape[1:]),
+        tuple(float(x) for x in mean),
+        tuple(float(x) for x in std),
+        lambda layout, start, n: uldata.train_batches(
+            images, labels, layout, config.seed, start, n
+        ),
         lambda layout: uldata.eval_batches(test.images, test.labels, layout),
         num_val=0 if val is None else len(val),
-        val_batches=None if val is None else (
-            lambda layout: uldata.eval_batches(val.images, val.labels, layout)))
+        val_batches=None
+        if val is None
+        else (lambda layout: uldata.eval_batches(val.images, val.labels, layout)),
+    )
 
 
 def build_model_from_config(config, num_classes: int):
     m, h = config.model, config.head
-    return build_model(m.arch, num_classes, stem=m.stem, final_relu=m.final_relu, head=h.kind,
-                       head_scale=h.scale, head_bias=h.bias, head_init=h.init,
-                       prototype_seed=h.prototype_seed, width_multiplier=m.width_multiplier,
-                       dtype=jnp.dtype(m.dtype))
+    return build_model(
+        m.arch,
+        num_classes,
+        stem=m.stem,
+        final_relu=m.final_relu,
+        head=h.kind,
+        head_scale=h.scale,
+        head_bias=h.bias,
+        head_init=h.init,
+        prototype_seed=h.prototype_seed,
+        width_multiplier=m.width_multiplier,
+        dtype=jnp.dtype(m.dtype),
+    )
 
 
 def build_optimizer_from_config(config, total_steps: int, steps_per_epoch: int):
     o = config.optimizer
-    return make_optimizer(learning_rate=o.lr, total_steps=total_steps, momentum=o.momentum,
-                          weight_decay=o.weight_decay, weight_decay_on=o.weight_decay_on,
-                          warmup_steps=int(round(o.warmup_epochs * steps_per_epoch)),
-                          schedule=o.schedule, nesterov=o.nesterov)
+    return make_optimizer(
+        learning_rate=o.lr,
+        total_steps=total_steps,
+        momentum=o.momentum,
+        weight_decay=o.weight_decay,
+        weight_decay_on=o.weight_decay_on,
+        warmup_steps=int(round(o.warmup_epochs * steps_per_epoch)),
+        schedule=o.schedule,
+        nesterov=o.nesterov,
+    )
 
 
 def step_config_from(config, data: TrainData) -> StepConfig:
     o = config.objective
-    return StepConfig(loss=o.loss, gamma=o.gamma, efr_weight=float(o.efr_weight), rlr=o.rlr,
-                      mean=data.mean, std=data.std, augment=config.data.augment,
-                      crop_padding=config.data.crop_padding,
-                      debug_nonfinite_at_step=config.debug_nonfinite_at_step)
+    return StepConfig(
+        loss=o.loss,
+        gamma=o.gamma,
+        efr_weight=float(o.efr_weight),
+        rlr=o.rlr,
+        mean=data.mean,
+        std=data.std,
+        augment=config.data.augment,
+        crop_padding=config.data.crop_padding,
+        debug_nonfinite_at_step=config.debug_nonfinite_at_step,
+    )
 
 
 def restore_checkpoint(workdir: str | Path, config=None, step: int | None = None):
@@ -150,7 +196,7 @@ def restore_checkpoint(workdir: str | Path, config=None, step: int | None = None
     validate_config(config, device_count=1)
     model = build_model_from_config(config, num_classes(config.data.name))
     tx, _ = build_optimizer_from_config(config, total_steps=1, steps_per_epoch=1)
-    size = config.data.image_size or 32   # ResNet parameter shapes do not depend on it
+    size = config.data.image_size or 32  # ResNet parameter shapes do not depend on it
     mesh = uldata.data_mesh(jax.devices()[:1])
     state = jit_init_state(model, tx, config.seed, (size, size, 3), mesh)
     with Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints) as ckpt:
@@ -197,21 +243,27 @@ def schedule_from(config, data: TrainData, until_step: int | None) -> Schedule:
       ValueError: a batch larger than the train set, or a warm-up not shorter than the run.
     """
     if config.batch_size > data.num_train:
-        raise ValueError(f"batch_size={config.batch_size} exceeds the {data.num_train} train "
-                         f"examples of data.name={config.data.name!r}")
+        raise ValueError(
+            f"batch_size={config.batch_size} exceeds the {data.num_train} train "
+            f"examples of data.name={config.data.name!r}"
+        )
     spe = uldata.steps_per_epoch(data.num_train, config.batch_size)
     total = config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * spe
     warmup = int(round(config.optimizer.warmup_epochs * spe))
     if warmup >= total:
-        raise ValueError(f"optimizer.warmup_epochs={config.optimizer.warmup_epochs} gives "
-                         f"{warmup} warm-up steps, not fewer than the {total} train steps")
+        raise ValueError(
+            f"optimizer.warmup_epochs={config.optimizer.warmup_epochs} gives "
+            f"{warmup} warm-up steps, not fewer than the {total} train steps"
+        )
     stop = total if until_step is None else min(int(until_step), total)
-    return Schedule(spe, total, stop, config.log_every, config.eval_every or spe,
-                    config.checkpoint_every or spe)
+    return Schedule(
+        spe, total, stop, config.log_every, config.eval_every or spe, config.checkpoint_every or spe
+    )
 
 
-class Compiled(collections.namedtuple(
-        "Compiled", "model tx schedule step_cfg init_fn train_fn eval_fn")):
+class Compiled(
+    collections.namedtuple("Compiled", "model tx schedule step_cfg init_fn train_fn eval_fn")
+):
     """The model, optimizer, learning-rate schedule, step config and jitted functions of a run."""
 
 
@@ -222,23 +274,39 @@ def compile_run(config, data: TrainData, total: int, spe: int, mesh) -> Compiled
     """The :class:`Compiled` functions of a run, cached per process on everything they are
     built from, so a second run of the same setup in one process (a resume in a notebook or a
     test) does not compile again."""
-    key = json.dumps({
-        "sections": {k: config[k].to_dict() for k in ("model", "head", "objective", "optimizer")},
-        "data": [config.data.augment, config.data.crop_padding],
-        "seed": config.seed, "debug": config.debug_nonfinite_at_step, "total": total,
-        "spe": spe, "classes": data.num_classes, "shape": list(data.image_shape),
-        "mean": list(data.mean), "std": list(data.std),
-        "mesh": [d.id for d in mesh.devices.flat]}, sort_keys=True)
+    key = json.dumps(
+        {
+            "sections": {
+                k: config[k].to_dict() for k in ("model", "head", "objective", "optimizer")
+            },
+            "data": [config.data.augment, config.data.crop_padding],
+            "seed": config.seed,
+            "debug": config.debug_nonfinite_at_step,
+            "total": total,
+            "spe": spe,
+            "classes": data.num_classes,
+            "shape": list(data.image_shape),
+            "mean": list(data.mean),
+            "std": list(data.std),
+            "mesh": [d.id for d in mesh.devices.flat],
+        },
+        sort_keys=True,
+    )
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
     model = build_model_from_config(config, data.num_classes)
     tx, schedule = build_optimizer_from_config(config, total, spe)
     step_cfg = step_config_from(config, data)
-    fns = Compiled(model, tx, schedule, step_cfg,
-                   jit_init_fn(model, tx, config.seed, data.image_shape, mesh),
-                   jit_train_step(model, tx, schedule, step_cfg, mesh, config.seed),
-                   jit_eval_step(model, step_cfg, mesh))
+    fns = Compiled(
+        model,
+        tx,
+        schedule,
+        step_cfg,
+        jit_init_fn(model, tx, config.seed, data.image_shape, mesh),
+        jit_train_step(model, tx, schedule, step_cfg, mesh, config.seed),
+        jit_eval_step(model, step_cfg, mesh),
+    )
     _COMPILED[key] = fns
     while len(_COMPILED) > 4:
         _COMPILED.popitem(last=False)

@@ -49,7 +49,8 @@ The classifier ``w_c`` are the linear head's kernel columns (learned) or the fix
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -132,15 +133,23 @@ class StepConfig:
     debug_nonfinite_at_step: int = -1
 
 
-def create_train_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-                       image_shape: tuple[int, int, int]) -> TrainState:
+def create_train_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    image_shape: tuple[int, int, int],
+) -> TrainState:
     """Initializes the model on a ``(1, *image_shape)`` dummy batch (pure; jit it with
     ``out_shardings`` to create the state directly on the devices)."""
     variables = model.init({"params": rng}, jnp.zeros((1, *image_shape), jnp.float32), train=False)
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get("batch_stats", {}),
-                      prototypes=variables.get("prototypes", {}), opt_state=tx.init(params))
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        prototypes=variables.get("prototypes", {}),
+        opt_state=tx.init(params),
+    )
 
 
 def classifier_weights(state: TrainState) -> jax.Array:
@@ -166,8 +175,11 @@ def prototype_metrics(w: jax.Array) -> dict[str, jax.Array]:
 
 
 def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+    ]
     return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
 
 
@@ -182,9 +194,15 @@ def _train_inputs(cfg: StepConfig, rng: jax.Array, images: jax.Array) -> jax.Arr
     return normalize(crop_and_flip(images, offsets, flips, cfg.crop_padding), cfg.mean, cfg.std)
 
 
-def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
-               cfg: StepConfig, state: TrainState, batch: dict[str, jax.Array],
-               rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    cfg: StepConfig,
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    rng: jax.Array,
+) -> tuple[TrainState, dict[str, jax.Array]]:
     """One guarded SGD update (see the module docstring); pure, ``batch = {"image" uint8
     (B, H, W, 3), "label" (B,)}``, ``rng`` the augmentation key of this step."""
     images = _train_inputs(cfg, rng, batch["image"])
@@ -192,15 +210,23 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: opt
 
     def objective_fn(params):
         variables = {**state.variables(), "params": params}
-        (logits, features), new_vars = model.apply(variables, images, train=True,
-                                                   mutable=["batch_stats"])
-        obj, aux = classification_objective(logits, features, labels, loss=cfg.loss,
-                                            gamma=cfg.gamma, efr_weight=cfg.efr_weight,
-                                            rlr=cfg.rlr)
+        (logits, features), new_vars = model.apply(
+            variables, images, train=True, mutable=["batch_stats"]
+        )
+        obj, aux = classification_objective(
+            logits,
+            features,
+            labels,
+            loss=cfg.loss,
+            gamma=cfg.gamma,
+            efr_weight=cfg.efr_weight,
+            rlr=cfg.rlr,
+        )
         return obj, (aux, logits, features, new_vars["batch_stats"])
 
-    (obj, (aux, logits, features, new_bs)), grads = jax.value_and_grad(
-        objective_fn, has_aux=True)(state.params)
+    (obj, (aux, logits, features, new_bs)), grads = jax.value_and_grad(objective_fn, has_aux=True)(
+        state.params
+    )
     updates, new_opt = tx.update(grads, state.opt_state, state.params)
     if cfg.debug_nonfinite_at_step >= 0:  # test hook: lr = inf for update number k (1-based)
         factor = jnp.where(state.step + 1 == cfg.debug_nonfinite_at_step, jnp.inf, 1.0)
@@ -221,9 +247,12 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: opt
     def keep(new, old):
         return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
-    new_state = state.replace(step=state.step + 1, params=keep(new_params, state.params),
-                              batch_stats=keep(new_bs, state.batch_stats),
-                              opt_state=keep(new_opt, state.opt_state))
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        batch_stats=keep(new_bs, state.batch_stats),
+        opt_state=keep(new_opt, state.opt_state),
+    )
     metrics = {
         "loss": aux["loss"],
         "objective": obj,
@@ -237,12 +266,15 @@ def train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: opt
         "last_bn_scale_norm": last_block_bn_scale_norm(new_state.params),
         "nonfinite": nonfinite.astype(jnp.int32),
     }
-    metrics = {k: v if k == "nonfinite" else jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    metrics = {
+        k: v if k == "nonfinite" else jnp.asarray(v, jnp.float32) for k, v in metrics.items()
+    }
     return new_state, metrics
 
 
-def eval_step(model: nn.Module, cfg: StepConfig, state: TrainState,
-              batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+def eval_step(
+    model: nn.Module, cfg: StepConfig, state: TrainState, batch: dict[str, jax.Array]
+) -> dict[str, jax.Array]:
     """Masked sums over one padded eval batch (``mask`` False rows contribute nothing):
     ``count``, ``correct``, ``loss_sum`` (the classification loss), ``feature_norm_sum``,
     ``cos_sum`` (Σ cos(h_i, w_{y_i}) with ``w`` the classifier of :func:`classifier_weights`),
@@ -256,10 +288,10 @@ def eval_step(model: nn.Module, cfg: StepConfig, state: TrainState,
     m = batch["mask"].astype(jnp.float32)
     per_ex = per_example_loss(cfg.loss, logits, labels, cfg.gamma)
     norms = jnp.linalg.norm(h, axis=-1)
-    w = classifier_weights(state).astype(jnp.float32)                       # (p, C)
-    w_y = w.T[labels]                                                       # (B, p)
+    w = classifier_weights(state).astype(jnp.float32)  # (p, C)
+    w_y = w.T[labels]  # (B, p)
     cos = jnp.sum(h * w_y, -1) / jnp.maximum(norms * jnp.linalg.norm(w_y, axis=-1), 1e-30)
-    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]   # (B, C)
+    onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]  # (B, C)
     return {
         "count": jnp.sum(m),
         "correct": jnp.sum(m * (jnp.argmax(logits, -1) == labels)),
@@ -276,8 +308,14 @@ def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
-def jit_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                   cfg: StepConfig, mesh: Mesh, seed: int) -> Callable:
+def jit_train_step(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    cfg: StepConfig,
+    mesh: Mesh,
+    seed: int,
+) -> Callable:
     """``(state, batch) → (state, metrics)`` compiled over ``mesh``: state replicated and donated,
     batch sharded along ``"data"``, augmentation key ``augment_key(seed, state.step)``."""
     from ul_jax.data.augment import augment_key
@@ -287,15 +325,22 @@ def jit_train_step(model: nn.Module, tx: optax.GradientTransformation, schedule:
     def step(state, batch):
         return train_step(model, tx, schedule, cfg, state, batch, augment_key(seed, state.step))
 
-    return jax.jit(step, in_shardings=(replicated, batch_sharding),
-                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+    return jax.jit(
+        step,
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=(replicated, replicated),
+        donate_argnums=(0,),
+    )
 
 
 def jit_eval_step(model: nn.Module, cfg: StepConfig, mesh: Mesh) -> Callable:
     """``(state, batch) → sums`` compiled over ``mesh`` (state replicated, batch sharded)."""
     replicated, batch_sharding = _shardings(mesh)
-    return jax.jit(lambda state, batch: eval_step(model, cfg, state, batch),
-                   in_shardings=(replicated, batch_sharding), out_shardings=replicated)
+    return jax.jit(
+        lambda state, batch: eval_step(model, cfg, state, batch),
+        in_shardings=(replicated, batch_sharding),
+        out_shardings=replicated,
+    )
 
 
 def init_key(seed: int) -> jax.Array:
@@ -309,26 +354,37 @@ def init_key(seed: int) -> jax.Array:
     return jax.random.key(seed, impl="rbg")
 
 
-def jit_init_state(model: nn.Module, tx: optax.GradientTransformation, seed: int,
-                   image_shape: tuple[int, int, int], mesh: Mesh) -> TrainState:
+def jit_init_state(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    seed: int,
+    image_shape: tuple[int, int, int],
+    mesh: Mesh,
+) -> TrainState:
     """:func:`create_train_state` with :func:`init_key` ``(seed)``, placed replicated on ``mesh``
     (works on every host of a multi-host run: the state is computed, not transferred)."""
     return jit_init_fn(model, tx, seed, image_shape, mesh)()
 
 
-def jit_init_fn(model: nn.Module, tx: optax.GradientTransformation, seed: int,
-                image_shape: tuple[int, int, int], mesh: Mesh) -> Callable[[], TrainState]:
+def jit_init_fn(
+    model: nn.Module,
+    tx: optax.GradientTransformation,
+    seed: int,
+    image_shape: tuple[int, int, int],
+    mesh: Mesh,
+) -> Callable[[], TrainState]:
     """The compiled initializer behind :func:`jit_init_state` (``() → state``)."""
     replicated, _ = _shardings(mesh)
-    return jax.jit(lambda: create_train_state(model, tx, init_key(seed), image_shape),
-                   out_shardings=replicated)
+    return jax.jit(
+        lambda: create_train_state(model, tx, init_key(seed), image_shape), out_shardings=replicated
+    )
 
 
 def host_sums(sums: list[dict[str, jax.Array]]) -> dict[str, Any]:
     """Adds per-batch eval sums on the host in float64 (scalars → float, arrays → ndarray)."""
     fetched = jax.device_get(sums)
     out: dict[str, Any] = {}
-    for k in (fetched[0] if fetched else {}):
+    for k in fetched[0] if fetched else {}:
         total = np.sum(np.stack([np.asarray(s[k], np.float64) for s in fetched]), axis=0)
         out[k] = float(total) if total.ndim == 0 else total
     return out
@@ -343,5 +399,7 @@ def last_block_bn_scale_norm(params: Any) -> jax.Array:
     if not blocks:
         return jnp.asarray(jnp.nan, jnp.float32)
     last = max(blocks, key=lambda k: int(k.rsplit("_", 1)[1]))
-    scales = [v["scale"] for k, v in trunk[last].items() if "scale" in getattr(v, "keys", lambda: ())()]
+    scales = [
+        v["scale"] for k, v in trunk[last].items() if "scale" in getattr(v, "keys", lambda: ())()
+    ]
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in scales))

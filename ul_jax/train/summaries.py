@@ -6,7 +6,8 @@ log interval.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -25,8 +26,15 @@ def _without_index(batches):
         yield {k: v for k, v in b.items() if k != "index"}
 
 
-def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh, *, prefix: str = "eval",
-             theorem6_scale: float | None = None) -> dict[str, Any]:
+def evaluate(
+    eval_fn: Callable,
+    state,
+    batches: Iterator[dict],
+    mesh,
+    *,
+    prefix: str = "eval",
+    theorem6_scale: float | None = None,
+) -> dict[str, Any]:
     """Accuracy, mean loss, mean feature norm and the mechanism diagnostics over every (masked)
     example of ``batches``, keys ``<prefix>/...``:
 
@@ -42,8 +50,11 @@ def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh, *, prefix:
     s = host_sums(sums)
     n = max(s["count"], 1.0)
     out: dict[str, Any] = {
-        f"{prefix}/accuracy": s["correct"] / n, f"{prefix}/loss": s["loss_sum"] / n,
-        f"{prefix}/feature_norm": s["feature_norm_sum"] / n, f"{prefix}/count": int(s["count"])}
+        f"{prefix}/accuracy": s["correct"] / n,
+        f"{prefix}/loss": s["loss_sum"] / n,
+        f"{prefix}/feature_norm": s["feature_norm_sum"] / n,
+        f"{prefix}/count": int(s["count"]),
+    }
     if "class_count" not in s:
         return out
     cnt = s["class_count"]
@@ -52,14 +63,16 @@ def evaluate(eval_fn: Callable, state, batches: Iterator[dict], mesh, *, prefix:
         out[f"{prefix}/class_feature_norm"] = [float(x) for x in s["class_norm_sum"] / cnt]
         if theorem6_scale is not None:
             from ul_jax.train.step import classifier_weights
-            w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)   # (p, C)
-            target = theorem6_scale * w.T                                          # (C, p)
+
+            w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)  # (p, C)
+            target = theorem6_scale * w.T  # (C, p)
             means = s["class_feature_sum"] / cnt[:, None]
             tn = np.linalg.norm(target, axis=1)
             present = cnt > 0
             out[f"{prefix}/theorem6_target_norm"] = float(tn.mean())
-            out[f"{prefix}/theorem6_distance"] = float(np.mean(
-                np.linalg.norm(means - target, axis=1)[present] / tn[present]))
+            out[f"{prefix}/theorem6_distance"] = float(
+                np.mean(np.linalg.norm(means - target, axis=1)[present] / tn[present])
+            )
     return out
 
 
@@ -71,6 +84,7 @@ def theorem6_scale_from(config, num_classes: int) -> float | None:
     if o.loss != "ul" or config.head.kind != "pal" or not o.efr_weight or config.head.bias:
         return None
     from ul_jax.objectives import efr_feature_target_scale
+
     return efr_feature_target_scale(o.efr_weight, config.batch_size, num_classes, o.gamma)
 
 

@@ -66,8 +66,8 @@ def prepare_workdir(workdir: Path, config) -> dict[str, Any] | None:
     if workdir.exists() and not workdir.is_dir():
         raise NotADirectoryError(f"--workdir {workdir} exists and is not a directory")
     workdir.mkdir(parents=True, exist_ok=True)
-    stored = load_config(workdir)              # a corrupt config.json fails here
-    if checkpoint_steps(workdir):   # a resume: refuse a config of other shapes before loading data
+    stored = load_config(workdir)  # a corrupt config.json fails here
+    if checkpoint_steps(workdir):  # a resume: refuse a config of other shapes before loading data
         check_resume_config(stored, config)
     return stored
 
@@ -87,16 +87,22 @@ def _agree(value: int, what: str) -> None:
     if jax.process_count() == 1:
         return
     from jax.experimental import multihost_utils
+
     values = np.asarray(multihost_utils.process_allgather(np.asarray([value], np.int64))).ravel()
     if len(set(values.tolist())) > 1:
-        raise RuntimeError(f"processes disagree on {what}: {values.tolist()} (process order); "
-                           "is the work directory shared by all processes?")
+        raise RuntimeError(
+            f"processes disagree on {what}: {values.tolist()} (process order); "
+            "is the work directory shared by all processes?"
+        )
 
 
 def _config_diff(stored: dict[str, Any], config) -> list[str]:
     old, new = flatten_config(stored), flatten_config(config)
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if k != "restart" and old.get(k) != new.get(k)]
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(set(old) | set(new))
+        if k != "restart" and old.get(k) != new.get(k)
+    ]
 
 
 def _fresh_start_problem(workdir: Path, stored, config, first_ckpt: int, damaged) -> str | None:
@@ -104,26 +110,36 @@ def _fresh_start_problem(workdir: Path, stored, config, first_ckpt: int, damaged
     ``None`` if it would not: nothing there, or a run of this config that stopped before its
     first checkpoint step)."""
     if damaged:
-        return ("no usable checkpoint in " + str(workdir / "checkpoints") + ": "
-                + "; ".join(f"{e.path} is damaged ({e.reason})" for e in damaged))
+        return (
+            "no usable checkpoint in "
+            + str(workdir / "checkpoints")
+            + ": "
+            + "; ".join(f"{e.path} is damaged ({e.reason})" for e in damaged)
+        )
     if stored is not None:
         diff = _config_diff(stored, config)
         if diff:
-            return (f"{workdir} holds the config.json of another run and no checkpoint "
-                    f"(differing fields: {'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''})")
+            return (
+                f"{workdir} holds the config.json of another run and no checkpoint "
+                f"(differing fields: {'; '.join(diff[:6])}{' ...' if len(diff) > 6 else ''})"
+            )
     rows = read_jsonl(workdir / "metrics.jsonl")
     last = max((int(r.get("step", 0)) for r in rows), default=0)
     if last > first_ckpt:
-        return (f"{workdir / 'metrics.jsonl'} reaches step {last}, past the first checkpoint step "
-                f"{first_ckpt}, but {workdir / 'checkpoints'} holds no checkpoint (deleted or "
-                "lost?)")
+        return (
+            f"{workdir / 'metrics.jsonl'} reaches step {last}, past the first checkpoint step "
+            f"{first_ckpt}, but {workdir / 'checkpoints'} holds no checkpoint (deleted or "
+            "lost?)"
+        )
     return None
 
 
 def _refusal(problem: str, workdir: Path) -> str:
-    return (f"refusing to start from step 0: {problem}. Pass --config.restart=True to move the "
-            f"earlier run's files to {workdir}/previous_<time>/ and start over, or use a new "
-            "--workdir")
+    return (
+        f"refusing to start from step 0: {problem}. Pass --config.restart=True to move the "
+        f"earlier run's files to {workdir}/previous_<time>/ and start over, or use a new "
+        "--workdir"
+    )
 
 
 def _move_run_aside(workdir: Path) -> Path:
@@ -144,8 +160,7 @@ def _move_run_aside(workdir: Path) -> Path:
     return dest
 
 
-def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int,
-                     is_main: bool):
+def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int, is_main: bool):
     """``(checkpointer, state, start_step, extra)``: the newest usable checkpoint restored, or
     ``template`` at step 0 (see steps 4 of the module docstring)."""
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
@@ -154,7 +169,7 @@ def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int
         stored = load_config(workdir)
         changed, step, state, damaged = [], None, template, []
         if ckpt.all_steps():
-            changed = check_resume_config(stored, config)   # before reading any array
+            changed = check_resume_config(stored, config)  # before reading any array
             step, state, damaged = ckpt.restore_latest(template)
         _agree(-1 if step is None else step, "the checkpoint step to resume from")
         if step is not None:
@@ -164,18 +179,27 @@ def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int
                     logging.warning(
                         "%s; falling back to %s (step %d). Moved the damaged checkpoint(s) to %s",
                         "; ".join(f"checkpoint {e.path} is damaged: {e.reason}" for e in damaged),
-                        ckpt.path(step), step, ", ".join(map(str, moved)))
+                        ckpt.path(step),
+                        step,
+                        ", ".join(map(str, moved)),
+                    )
             start = int(jax.device_get(state.step))
             if start != step:
                 raise ValueError(f"checkpoint {ckpt.path(step)} holds step {start}, not {step}")
             if is_main:
                 if restart:
-                    logging.warning("config.restart=True has no effect: %s holds the usable "
-                                    "checkpoint %s (use a new --workdir to start over)", workdir,
-                                    ckpt.path(step))
+                    logging.warning(
+                        "config.restart=True has no effect: %s holds the usable "
+                        "checkpoint %s (use a new --workdir to start over)",
+                        workdir,
+                        ckpt.path(step),
+                    )
                 if changed:
-                    logging.warning("resuming at step %d with changed config fields: %s", start,
-                                    "; ".join(changed))
+                    logging.warning(
+                        "resuming at step %d with changed config fields: %s",
+                        start,
+                        "; ".join(changed),
+                    )
                     save_config(workdir, config, f"config.resume_{start}.json")
                 logging.info("resumed from %s at step %d of %d", ckpt.path(step), start, total)
             return ckpt, state, start, ckpt.extra(step)
@@ -188,12 +212,19 @@ def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int
             dest = _move_run_aside(workdir)
             ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
             if is_main:
-                logging.warning("config.restart=True: %s; moved the earlier run's files to %s "
-                                "and starting from step 0", problem, dest)
+                logging.warning(
+                    "config.restart=True: %s; moved the earlier run's files to %s "
+                    "and starting from step 0",
+                    problem,
+                    dest,
+                )
         elif is_main and (stored is not None or (workdir / "metrics.jsonl").exists()):
-            logging.warning("%s holds no checkpoint: the earlier run of this config stopped "
-                            "before its first checkpoint (step %d); starting from step 0",
-                            workdir, first_ckpt)
+            logging.warning(
+                "%s holds no checkpoint: the earlier run of this config stopped "
+                "before its first checkpoint (step %d); starting from step 0",
+                workdir,
+                first_ckpt,
+            )
         save_config(workdir, config)
         return ckpt, template, 0, {}
     except BaseException:

@@ -22,11 +22,18 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["JsonlWriter", "EventFileWriter", "MetricWriter", "read_jsonl", "crc32c",
-           "read_event_file"]
+__all__ = [
+    "JsonlWriter",
+    "EventFileWriter",
+    "MetricWriter",
+    "read_jsonl",
+    "crc32c",
+    "read_event_file",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,8 +77,10 @@ class JsonlWriter:
 
     def write(self, step: int, metrics: Mapping[str, Any]) -> None:
         if step <= self.last_step:
-            raise ValueError(f"metrics step {step} is not after the last written step "
-                             f"{self.last_step} of {self.path}")
+            raise ValueError(
+                f"metrics step {step} is not after the last written step "
+                f"{self.last_step} of {self.path}"
+            )
         row = {"step": int(step), **{k: _clean(v) for k, v in metrics.items()}}
         self._f.write(json.dumps(row) + "\n")
         self._f.flush()
@@ -131,24 +140,36 @@ def _len_field(number: int, payload: bytes) -> bytes:
     return _field(number, 2) + _varint(len(payload)) + payload
 
 
-def _event(wall_time: float, step: int, *, file_version: str | None = None,
-           scalars: Mapping[str, float] | None = None, session_start: bool = False) -> bytes:
+def _event(
+    wall_time: float,
+    step: int,
+    *,
+    file_version: str | None = None,
+    scalars: Mapping[str, float] | None = None,
+    session_start: bool = False,
+) -> bytes:
     msg = _field(1, 1) + struct.pack("<d", wall_time) + _field(2, 0) + _varint(int(step))
     if file_version is not None:
         msg += _len_field(3, file_version.encode())
     if scalars:
         values = b"".join(
             _len_field(1, _len_field(1, tag.encode()) + _field(2, 5) + struct.pack("<f", val))
-            for tag, val in scalars.items())
-        msg += _len_field(5, values)                      # Event.summary = 5
+            for tag, val in scalars.items()
+        )
+        msg += _len_field(5, values)  # Event.summary = 5
     if session_start:
-        msg += _len_field(7, _field(1, 0) + _varint(1))   # Event.session_log = 7, status START
+        msg += _len_field(7, _field(1, 0) + _varint(1))  # Event.session_log = 7, status START
     return msg
 
 
 def _record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
-    return header + struct.pack("<I", _masked_crc(header)) + data + struct.pack("<I", _masked_crc(data))
+    return (
+        header
+        + struct.pack("<I", _masked_crc(header))
+        + data
+        + struct.pack("<I", _masked_crc(data))
+    )
 
 
 class EventFileWriter:
@@ -170,8 +191,11 @@ class EventFileWriter:
         self._f.flush()
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
-        vals = {k: float(_clean(v)) for k, v in scalars.items()
-                if isinstance(_clean(v), (int, float)) and not isinstance(_clean(v), bool)}
+        vals = {
+            k: float(_clean(v))
+            for k, v in scalars.items()
+            if isinstance(_clean(v), (int, float)) and not isinstance(_clean(v), bool)
+        }
         if vals:
             self._f.write(_record(_event(time.time(), step, scalars=vals)))
             self._f.flush()
@@ -199,12 +223,12 @@ def _parse_fields(buf: bytes) -> list[tuple[int, int, Any]]:
         if wire == 0:
             val, i = _read_varint(buf, i)
         elif wire == 1:
-            val, i = buf[i:i + 8], i + 8
+            val, i = buf[i : i + 8], i + 8
         elif wire == 5:
-            val, i = buf[i:i + 4], i + 4
+            val, i = buf[i : i + 4], i + 4
         elif wire == 2:
             n, i = _read_varint(buf, i)
-            val, i = buf[i:i + n], i + n
+            val, i = buf[i : i + n], i + n
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
         out.append((num, wire, val))
@@ -217,12 +241,12 @@ def read_event_file(path: str | os.PathLike) -> list[dict[str, Any]]:
     data = Path(path).read_bytes()
     events, i = [], 0
     while i < len(data):
-        header = data[i:i + 8]
+        header = data[i : i + 8]
         (n,) = struct.unpack("<Q", header)
-        if struct.unpack("<I", data[i + 8:i + 12])[0] != _masked_crc(header):
+        if struct.unpack("<I", data[i + 8 : i + 12])[0] != _masked_crc(header):
             raise ValueError(f"{path}: bad length CRC at byte {i}")
-        body = data[i + 12:i + 12 + n]
-        if struct.unpack("<I", data[i + 12 + n:i + 16 + n])[0] != _masked_crc(body):
+        body = data[i + 12 : i + 12 + n]
+        if struct.unpack("<I", data[i + 12 + n : i + 16 + n])[0] != _masked_crc(body):
             raise ValueError(f"{path}: bad data CRC at byte {i}")
         i += 16 + n
         ev: dict[str, Any] = {"scalars": {}, "session_start": False, "step": 0}
@@ -248,8 +272,13 @@ def read_event_file(path: str | os.PathLike) -> list[dict[str, Any]]:
 class MetricWriter:
     """JSONL + TensorBoard in ``workdir`` on process 0; a no-op elsewhere (``enabled=False``)."""
 
-    def __init__(self, workdir: str | os.PathLike, resume_step: int = 0, enabled: bool = True,
-                 tensorboard: bool = True):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        resume_step: int = 0,
+        enabled: bool = True,
+        tensorboard: bool = True,
+    ):
         self.enabled = enabled
         self.jsonl = self.events = None
         if enabled:

@@ -32,35 +32,61 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parents[1]
 TOTAL, CKPT_EVERY, LOG_EVERY, EVAL_EVERY = 300, 100, 7, 150
-OVERRIDES = ["--config.data.image_size=8", "--config.data.crop_padding=1",
-             "--config.model.width_multiplier=0.25", "--config.batch_size=64",
-             "--config.eval_batch_size=128", f"--config.num_train_steps={TOTAL}",
-             f"--config.log_every={LOG_EVERY}", f"--config.eval_every={EVAL_EVERY}",
-             f"--config.checkpoint_every={CKPT_EVERY}", "--config.keep_checkpoints=5"]
+OVERRIDES = [
+    "--config.data.image_size=8",
+    "--config.data.crop_padding=1",
+    "--config.model.width_multiplier=0.25",
+    "--config.batch_size=64",
+    "--config.eval_batch_size=128",
+    f"--config.num_train_steps={TOTAL}",
+    f"--config.log_every={LOG_EVERY}",
+    f"--config.eval_every={EVAL_EVERY}",
+    f"--config.checkpoint_every={CKPT_EVERY}",
+    "--config.keep_checkpoints=5",
+]
 # metrics.jsonl lines: train logs every LOG_EVERY steps, evaluations every EVAL_EVERY, the end
-LOG_STEPS = sorted(set(range(LOG_EVERY, TOTAL + 1, LOG_EVERY))
-                   | set(range(EVAL_EVERY, TOTAL + 1, EVAL_EVERY)) | {TOTAL})
+LOG_STEPS = sorted(
+    set(range(LOG_EVERY, TOTAL + 1, LOG_EVERY))
+    | set(range(EVAL_EVERY, TOTAL + 1, EVAL_EVERY))
+    | {TOTAL}
+)
 EXIT_PREEMPTED = 75
 
 
 def _cmd(workdir: Path) -> list[str]:
-    return [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ul_pal",
-            "--workdir", str(workdir), *OVERRIDES]
+    return [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ul_pal",
+        "--workdir",
+        str(workdir),
+        *OVERRIDES,
+    ]
 
 
 def _env(cache: Path | None) -> dict[str, str]:
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     env.pop("XLA_FLAGS", None)
     if cache is not None:
-        env.update(JAX_COMPILATION_CACHE_DIR=str(cache),
-                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+        env.update(
+            JAX_COMPILATION_CACHE_DIR=str(cache),
+            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+            JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        )
     return env
 
 
 def _start(workdir: Path, cache: Path | None) -> subprocess.Popen:
-    return subprocess.Popen(_cmd(workdir), cwd=REPO, env=_env(cache), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        _cmd(workdir),
+        cwd=REPO,
+        env=_env(cache),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
@@ -92,7 +118,7 @@ def _assert_same_run(a: Path, b: Path):
         for (path, x), (_, y) in zip(la, lb):
             assert np.array_equal(np.asarray(x), np.asarray(y)), (name, jax.tree_util.keystr(path))
     ra, rb = read_jsonl(a / "metrics.jsonl"), read_jsonl(b / "metrics.jsonl")
-    assert [r["step"] for r in ra] == [r["step"] for r in rb] == LOG_STEPS   # once each
+    assert [r["step"] for r in ra] == [r["step"] for r in rb] == LOG_STEPS  # once each
     assert _strip_perf(ra) == _strip_perf(rb)
 
 
@@ -116,15 +142,18 @@ def test_same_config_and_seed_give_bit_identical_runs_in_two_processes(reference
     assert _committed_steps(a) == [100, 200, 300]
 
 
-def _wait_for(proc: subprocess.Popen, workdir: Path, ckpt: int, min_logged: int,
-              timeout: float = 240) -> int:
+def _wait_for(
+    proc: subprocess.Popen, workdir: Path, ckpt: int, min_logged: int, timeout: float = 240
+) -> int:
     """Polls until checkpoint ``ckpt`` is committed and a metrics line at step >= min_logged
     exists; returns that line's step."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before it could be interrupted: "
-                        f"{proc.stderr.read()[-3000:]}")
+            pytest.fail(
+                f"the run ended (rc {proc.returncode}) before it could be interrupted: "
+                f"{proc.stderr.read()[-3000:]}"
+            )
         if (workdir / "checkpoints" / str(ckpt)).is_dir():
             steps = _logged_steps(workdir)
             if steps and steps[-1] >= min_logged:
@@ -172,10 +201,10 @@ def test_sigterm_saves_current_step_exits_75_and_rerun_is_bit_identical(referenc
     assert f"saved checkpoint {work / 'checkpoints' / str(step)}" in line
     assert "exiting with code 75" in err
     logged = _logged_steps(work)
-    assert logged == [s for s in LOG_STEPS if s <= step]      # flushed, nothing past the step
+    assert logged == [s for s in LOG_STEPS if s <= step]  # flushed, nothing past the step
     meta = json.loads((work / "checkpoints" / str(step) / "_CHECKPOINT_METADATA").read_text())
     carried = meta["custom_metadata"]["ul_jax"]["extra"]["interval"]
-    assert len(carried) == step % LOG_EVERY    # the steps since the last train log line travel along
+    assert len(carried) == step % LOG_EVERY  # the steps since the last train log line travel along
 
     rc, err = _finish(_start(work, cache))
     assert rc == 0, err[-3000:]
@@ -190,6 +219,7 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
     import threading
 
     from conftest import tiny_config
+
     from ul_jax.train import preemption, train_and_evaluate
 
     original = signal.getsignal(signal.SIGTERM)
@@ -212,4 +242,4 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is original
     finally:
         sender.join()
-        preemption._PreemptionWatch.received = False      # the test process goes on
+        preemption._PreemptionWatch.received = False  # the test process goes on

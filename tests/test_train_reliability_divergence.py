@@ -20,7 +20,7 @@ from ul_jax.train import NonFiniteError, read_jsonl, restore_checkpoint, train_a
 from ul_jax.train.checkpoint import Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,11 +43,12 @@ def _final_state(workdir: Path, step: int | None = None):
 
 def _same_tree(a, b) -> bool:
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y))
-                                      for x, y in zip(la, lb))
+    return len(la) == len(lb) and all(
+        np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb)
+    )
 
 
-INJECTED = dict(debug_nonfinite_at_step=7)   # the test hook: an infinite lr at step 7
+INJECTED = dict(debug_nonfinite_at_step=7)  # the test hook: an infinite lr at step 7
 
 
 def test_last_good_checkpoint_of_a_diverged_run_resumes_bit_identically(tmp_path):
@@ -83,12 +84,20 @@ def test_skip_mode_refuses_exactly_the_bad_update_and_goes_on(tmp_path, caplog):
     work = tmp_path / "skip"
     out = train_and_evaluate(c, work, skip_nonfinite=1)
     assert out["step"] == 12 and np.isfinite(out["train/loss"])
-    assert any("at step 7: update skipped (1 in a row, skip_nonfinite=1)" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "at step 7: update skipped (1 in a row, skip_nonfinite=1)" in r.getMessage()
+        for r in caplog.records
+    )
     rows = read_jsonl(work / "metrics.jsonl")
     assert [(r["step"], r["train/skipped_steps"]) for r in rows] == [
-        (2, 0), (4, 0), (6, 0), (8, 1), (10, 0), (12, 0)]
-    assert all(r["train/loss"] is not None for r in rows)   # the refused step is not averaged
+        (2, 0),
+        (4, 0),
+        (6, 0),
+        (8, 1),
+        (10, 0),
+        (12, 0),
+    ]
+    assert all(r["train/loss"] is not None for r in rows)  # the refused step is not averaged
     s6, s7, s8 = (_final_state(work, k) for k in (6, 7, 8))
     # update 7 was refused: only the step counter moved; update 8 was applied
     assert int(s7.step) == 7
@@ -99,9 +108,14 @@ def test_skip_mode_refuses_exactly_the_bad_update_and_goes_on(tmp_path, caplog):
 
 def _ul_huge_lr():
     # plain UL, lr=1e6: every update from step 3 on is non-finite (as in test_train_loop.py)
-    return tiny_config("ul", num_train_steps=40, log_every=1, checkpoint_every=40, eval_every=40,
-                       **{"optimizer.lr": 1e6, "optimizer.schedule": "constant",
-                          "optimizer.weight_decay": 0.0})
+    return tiny_config(
+        "ul",
+        num_train_steps=40,
+        log_every=1,
+        checkpoint_every=40,
+        eval_every=40,
+        **{"optimizer.lr": 1e6, "optimizer.schedule": "constant", "optimizer.weight_decay": 0.0},
+    )
 
 
 def test_skip_mode_stops_after_n_consecutive_even_across_a_resume(tmp_path):
@@ -137,15 +151,31 @@ def test_plain_unhinged_loss_on_the_digits_demo_diverges_through_the_cli(tmp_pat
     checkpoint restores to a finite state. (With the default cosine schedule the demo's 300
     steps end blown up — loss ≈ -1e14, chance accuracy — but finite.)"""
     work = tmp_path / "ul"
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ul",
-           "--workdir", str(work), "--config.optimizer.schedule=constant",
-           "--config.num_epochs=60", "--config.eval_every=1000", "--config.log_every=50"]
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                          capture_output=True, text=True, timeout=600)
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ul",
+        "--workdir",
+        str(work),
+        "--config.optimizer.schedule=constant",
+        "--config.num_epochs=60",
+        "--config.eval_every=1000",
+        "--config.log_every=50",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 3, proc.stderr[-3000:]
     line = next(ln for ln in proc.stderr.splitlines() if "the update was refused" in ln)
     step = int(line.split(" at step ")[1].split(":")[0])
-    last = (step - 1) // 100 * 100              # checkpoint_every = 100 in configs/digits.py
+    last = (step - 1) // 100 * 100  # checkpoint_every = 100 in configs/digits.py
     assert last >= 100
     assert f"the last good checkpoint is {work / 'checkpoints' / str(last)} (left intact)" in line
     assert "non-finite" in line and "batch_stats" in line
@@ -153,4 +183,4 @@ def test_plain_unhinged_loss_on_the_digits_demo_diverges_through_the_cli(tmp_pat
     assert int(state.step) == last
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state))
     norms = [r["train/feature_norm"] for r in read_jsonl(work / "metrics.jsonl")]
-    assert norms[-1] > 1e4 * norms[0]                       # the blow-up before the overflow
+    assert norms[-1] > 1e4 * norms[0]  # the blow-up before the overflow

@@ -6,7 +6,7 @@ without a case, or a changed message fails.
 
 Regenerate the table after an intended message change (then review the diff)::
 
-    python tests/test_reliability_inputs.py --write
+    python tests/test_train_reliability_inputs.py --write
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import re
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -35,10 +35,10 @@ sys.path.insert(0, str(REPO))
 @dataclasses.dataclass(frozen=True)
 class Case:
     id: str
-    bad_input: str                   # what was wrong (the table's second column)
-    run: Callable[[Path], object]    # raises, or returns ("warning", message) / ("exit N", line)
-    must: tuple[str, ...]            # fragments the message must hold, whatever the table says
-    cli: list[str] | None = None     # for CLI cases: the launch.train arguments
+    bad_input: str  # what was wrong (the table's second column)
+    run: Callable[[Path], object]  # raises, or returns ("warning", message) / ("exit N", line)
+    must: tuple[str, ...]  # fragments the message must hold, whatever the table says
+    cli: list[str] | None = None  # for CLI cases: the launch.train arguments
     env: dict | None = None
 
 
@@ -49,6 +49,7 @@ def case(id, bad_input, *must):
     def deco(fn):
         CASES[id] = Case(id, bad_input, fn, must)
         return fn
+
     return deco
 
 
@@ -61,6 +62,7 @@ def cli_case(id, bad_input, args, *must, env=None):
 # ---------------------------------------------------------------------------------------------
 def _digits(variant="ul_pal", **overrides):
     from conftest import tiny_config
+
     return tiny_config(variant, **{"keep_checkpoints": 2, **overrides})  # digits default: 2
 
 
@@ -84,6 +86,7 @@ _DELETE = object()
 
 def _train(config, tmp: Path, **kw):
     from ul_jax.train import train_and_evaluate
+
     train_and_evaluate(config, tmp / "run", **kw)
 
 
@@ -91,70 +94,172 @@ def _config_case(id, bad_input, overrides, *must, variant="ul_pal", as_dict=Fals
     def run(tmp):
         c = _as_dict(_digits(variant), **overrides) if as_dict else _digits(variant, **overrides)
         _train(c, tmp)
+
     CASES[id] = Case(id, bad_input, run, must)
 
 
 _config_case("lr_negative", "optimizer.lr = -0.1", {"optimizer.lr": -0.1}, "optimizer.lr", "-0.1")
 _config_case("lr_nan", "optimizer.lr = nan", {"optimizer.lr": math.nan}, "optimizer.lr", "nan")
-_config_case("momentum_one", "optimizer.momentum = 1.0", {"optimizer.momentum": 1.0},
-             "optimizer.momentum", "1.0")
-_config_case("weight_decay_negative", "optimizer.weight_decay = -5e-4",
-             {"optimizer.weight_decay": -5e-4}, "optimizer.weight_decay", "-0.0005")
+_config_case(
+    "momentum_one",
+    "optimizer.momentum = 1.0",
+    {"optimizer.momentum": 1.0},
+    "optimizer.momentum",
+    "1.0",
+)
+_config_case(
+    "weight_decay_negative",
+    "optimizer.weight_decay = -5e-4",
+    {"optimizer.weight_decay": -5e-4},
+    "optimizer.weight_decay",
+    "-0.0005",
+)
 _config_case("batch_zero", "batch_size = 0", {"batch_size": 0}, "batch_size", "0")
-_config_case("num_train_steps_zero", "num_train_steps = 0", {"num_train_steps": 0},
-             "num_train_steps", "0")
+_config_case(
+    "num_train_steps_zero", "num_train_steps = 0", {"num_train_steps": 0}, "num_train_steps", "0"
+)
 _config_case("eval_every_negative", "eval_every = -1", {"eval_every": -1}, "eval_every", "-1")
-_config_case("keep_checkpoints_zero", "keep_checkpoints = 0", {"keep_checkpoints": 0},
-             "keep_checkpoints", "0")
-_config_case("crop_padding_negative", "data.crop_padding = -1", {"data.crop_padding": -1},
-             "data.crop_padding", "-1")
-_config_case("image_size_zero", "data.image_size = 0", {"data.image_size": 0},
-             "data.image_size", "0")
-_config_case("gamma_negative", "objective.gamma = -0.5", {"objective.gamma": -0.5},
-             "objective.gamma", "-0.5")
-_config_case("gamma_with_ce", "objective.gamma = 0.1 with objective.loss = 'ce'",
-             {"objective.loss": "ce", "objective.gamma": 0.1}, "objective.gamma", "'ul'")
+_config_case(
+    "keep_checkpoints_zero",
+    "keep_checkpoints = 0",
+    {"keep_checkpoints": 0},
+    "keep_checkpoints",
+    "0",
+)
+_config_case(
+    "crop_padding_negative",
+    "data.crop_padding = -1",
+    {"data.crop_padding": -1},
+    "data.crop_padding",
+    "-1",
+)
+_config_case(
+    "image_size_zero", "data.image_size = 0", {"data.image_size": 0}, "data.image_size", "0"
+)
+_config_case(
+    "gamma_negative", "objective.gamma = -0.5", {"objective.gamma": -0.5}, "objective.gamma", "-0.5"
+)
+_config_case(
+    "gamma_with_ce",
+    "objective.gamma = 0.1 with objective.loss = 'ce'",
+    {"objective.loss": "ce", "objective.gamma": 0.1},
+    "objective.gamma",
+    "'ul'",
+)
 _config_case("head_scale_zero", "head.scale = 0.0", {"head.scale": 0.0}, "head.scale")
-_config_case("pal_too_narrow", "model.width_multiplier = 0.125 with a PAL head (8 features, 10 "
-             "classes)", {"model.width_multiplier": 0.125}, "num_classes-1 = 9", "gives 8")
-_config_case("fnpal_mse", "objective.loss = 'mse' with head.kind = 'fnpal'",
-             {"head.kind": "fnpal", "head.bias": False, "objective.loss": "mse"}, "'mse'",
-             "'fnpal'")
-_config_case("warmup_too_long", "optimizer.warmup_epochs = 100 in a 12-step run",
-             {"optimizer.warmup_epochs": 100.0}, "warmup_epochs=100", "12 train steps")
-_config_case("batch_larger_than_data", "batch_size = 2048 > 1347 digits train images",
-             {"batch_size": 2048, "eval_batch_size": 2048}, "batch_size=2048", "1347")
+_config_case(
+    "pal_too_narrow",
+    "model.width_multiplier = 0.125 with a PAL head (8 features, 10 classes)",
+    {"model.width_multiplier": 0.125},
+    "num_classes-1 = 9",
+    "gives 8",
+)
+_config_case(
+    "fnpal_mse",
+    "objective.loss = 'mse' with head.kind = 'fnpal'",
+    {"head.kind": "fnpal", "head.bias": False, "objective.loss": "mse"},
+    "'mse'",
+    "'fnpal'",
+)
+_config_case(
+    "warmup_too_long",
+    "optimizer.warmup_epochs = 100 in a 12-step run",
+    {"optimizer.warmup_epochs": 100.0},
+    "warmup_epochs=100",
+    "12 train steps",
+)
+_config_case(
+    "batch_larger_than_data",
+    "batch_size = 2048 > 1347 digits train images",
+    {"batch_size": 2048, "eval_batch_size": 2048},
+    "batch_size=2048",
+    "1347",
+)
 # wrong types
-_config_case("batch_size_str", "batch_size = '64' (a string)", {"batch_size": "64"},
-             "batch_size", "'64'", as_dict=True)
-_config_case("lr_str", "optimizer.lr = '0.1' (a string)", {"optimizer.lr": "0.1"},
-             "optimizer.lr", "'0.1'", as_dict=True)
-_config_case("num_epochs_bool", "num_epochs = True (a bool for an int)", {"num_epochs": True},
-             "num_epochs", "True", as_dict=True)
-_config_case("num_epochs_float", "num_epochs = 2.5 (a float for an int)", {"num_epochs": 2.5},
-             "num_epochs", "2.5", as_dict=True)
-_config_case("rlr_int", "objective.rlr = 1 (an int for a bool)", {"objective.rlr": 1},
-             "objective.rlr", as_dict=True)
-_config_case("restart_str", "restart = 'yes' (a string for a bool)", {"restart": "yes"},
-             "restart", "'yes'", as_dict=True)
+_config_case(
+    "batch_size_str",
+    "batch_size = '64' (a string)",
+    {"batch_size": "64"},
+    "batch_size",
+    "'64'",
+    as_dict=True,
+)
+_config_case(
+    "lr_str",
+    "optimizer.lr = '0.1' (a string)",
+    {"optimizer.lr": "0.1"},
+    "optimizer.lr",
+    "'0.1'",
+    as_dict=True,
+)
+_config_case(
+    "num_epochs_bool",
+    "num_epochs = True (a bool for an int)",
+    {"num_epochs": True},
+    "num_epochs",
+    "True",
+    as_dict=True,
+)
+_config_case(
+    "num_epochs_float",
+    "num_epochs = 2.5 (a float for an int)",
+    {"num_epochs": 2.5},
+    "num_epochs",
+    "2.5",
+    as_dict=True,
+)
+_config_case(
+    "rlr_int",
+    "objective.rlr = 1 (an int for a bool)",
+    {"objective.rlr": 1},
+    "objective.rlr",
+    as_dict=True,
+)
+_config_case(
+    "restart_str",
+    "restart = 'yes' (a string for a bool)",
+    {"restart": "yes"},
+    "restart",
+    "'yes'",
+    as_dict=True,
+)
 # unknown names
-_config_case("data_name_unknown", "data.name = 'mnist'", {"data.name": "mnist"}, "data.name",
-             "'mnist'")
-_config_case("arch_unknown", "model.arch = 'resnet9'", {"model.arch": "resnet9"}, "model.arch",
-             "'resnet9'")
-_config_case("loss_unknown", "objective.loss = 'hinge2'", {"objective.loss": "hinge2"},
-             "objective.loss", "'hinge2'")
-_config_case("head_unknown", "head.kind = 'cosine'", {"head.kind": "cosine"}, "head.kind",
-             "'cosine'")
-_config_case("source_wrong", "data.source = 'tfds' for data.name = 'digits'",
-             {"data.source": "tfds"}, "data.source", "'tfds'")
-_config_case("field_missing", "objective.rlr missing from the config", {"objective.rlr": _DELETE},
-             "objective.rlr", as_dict=True)
+_config_case(
+    "data_name_unknown", "data.name = 'mnist'", {"data.name": "mnist"}, "data.name", "'mnist'"
+)
+_config_case(
+    "arch_unknown", "model.arch = 'resnet9'", {"model.arch": "resnet9"}, "model.arch", "'resnet9'"
+)
+_config_case(
+    "loss_unknown",
+    "objective.loss = 'hinge2'",
+    {"objective.loss": "hinge2"},
+    "objective.loss",
+    "'hinge2'",
+)
+_config_case(
+    "head_unknown", "head.kind = 'cosine'", {"head.kind": "cosine"}, "head.kind", "'cosine'"
+)
+_config_case(
+    "source_wrong",
+    "data.source = 'tfds' for data.name = 'digits'",
+    {"data.source": "tfds"},
+    "data.source",
+    "'tfds'",
+)
+_config_case(
+    "field_missing",
+    "objective.rlr missing from the config",
+    {"objective.rlr": _DELETE},
+    "objective.rlr",
+    as_dict=True,
+)
 
 
 @case("variant_unknown", "configs/digits.py variant 'ul_pall'", "variant", "'ul_pall'")
 def _(tmp):
     from configs import digits
+
     digits.get_config("ul_pall")
 
 
@@ -177,29 +282,42 @@ def _(tmp):
     _train(_digits(), tmp)
 
 
-@case("config_json_truncated", "the work directory's config.json truncated", "config.json",
-      "not valid JSON")
+@case(
+    "config_json_truncated",
+    "the work directory's config.json truncated",
+    "config.json",
+    "not valid JSON",
+)
 def _(tmp):
     (tmp / "run").mkdir()
     (tmp / "run" / "config.json").write_text(_digits().to_json()[:100])
     _train(_digits(), tmp)
 
 
-@case("config_json_other_run", "a work directory with another run's config.json (seed 1) and "
-      "no checkpoint", "seed: 1 -> 0", "--config.restart=True")
+@case(
+    "config_json_other_run",
+    "a work directory with another run's config.json (seed 1) and no checkpoint",
+    "seed: 1 -> 0",
+    "--config.restart=True",
+)
 def _(tmp):
     (tmp / "run").mkdir()
     (tmp / "run" / "config.json").write_text(_digits(seed=1).to_json())
     _train(_digits(), tmp)
 
 
-@case("checkpoints_lost", "metrics.jsonl up to step 8 but no checkpoint (first one due at 4)",
-      "reaches step 8", "first checkpoint step 4")
+@case(
+    "checkpoints_lost",
+    "metrics.jsonl up to step 8 but no checkpoint (first one due at 4)",
+    "reaches step 8",
+    "first checkpoint step 4",
+)
 def _(tmp):
     (tmp / "run").mkdir()
     (tmp / "run" / "config.json").write_text(_digits().to_json())
     (tmp / "run" / "metrics.jsonl").write_text(
-        "".join(f'{{"step": {k}, "train/loss": 0.5}}\n' for k in (2, 4, 6, 8)))
+        "".join(f'{{"step": {k}, "train/loss": 0.5}}\n' for k in (2, 4, 6, 8))
+    )
     _train(_digits(), tmp)
 
 
@@ -210,6 +328,7 @@ def _cifar(name="cifar10", **overrides):
     import importlib
 
     from ul_jax.config import set_field
+
     c = importlib.import_module(f"configs.{name}").get_config("ce")
     c.model.arch, c.model.width_multiplier = "resnet8", 0.25
     for k, v in overrides.items():
@@ -223,50 +342,72 @@ def _cifar10_run(tmp: Path) -> Path:
     import jax
 
     from ul_jax import data as uldata
-    from ul_jax.train.checkpoint import Checkpointer, save_config
     from ul_jax.train import build_model_from_config, build_optimizer_from_config, jit_init_state
+    from ul_jax.train.checkpoint import Checkpointer, save_config
 
     work = tmp / "cifar10_run"
     c = _cifar()
     tx, _ = build_optimizer_from_config(c, 100, 10)
-    state = jit_init_state(build_model_from_config(c, 10), tx, c.seed, (32, 32, 3),
-                           uldata.data_mesh(jax.devices()[:1]))
+    state = jit_init_state(
+        build_model_from_config(c, 10), tx, c.seed, (32, 32, 3), uldata.data_mesh(jax.devices()[:1])
+    )
     save_config(work, c)
     with Checkpointer(work / "checkpoints") as ck:
         ck.save(4, state)
     return work
 
 
-@case("resume_cifar10_as_cifar100", "resuming a CIFAR-10 work directory with a CIFAR-100 "
-      "config", "data.name", "'cifar10'", "'cifar100'")
+@case(
+    "resume_cifar10_as_cifar100",
+    "resuming a CIFAR-10 work directory with a CIFAR-100 config",
+    "data.name",
+    "'cifar10'",
+    "'cifar100'",
+)
 def _(tmp):
     from ul_jax.train import train_and_evaluate
+
     train_and_evaluate(_cifar("cifar100"), _cifar10_run(tmp))
 
 
-@case("restore_cifar10_into_cifar100", "restore_checkpoint of a CIFAR-10 run with a CIFAR-100 "
-      "config (num_classes differs)", "params/head/kernel", "(16, 10)", "(16, 100)")
+@case(
+    "restore_cifar10_into_cifar100",
+    "restore_checkpoint of a CIFAR-10 run with a CIFAR-100 config (num_classes differs)",
+    "params/head/kernel",
+    "(16, 10)",
+    "(16, 100)",
+)
 def _(tmp):
     from ul_jax.train import restore_checkpoint
+
     restore_checkpoint(_cifar10_run(tmp), config=_cifar("cifar100"))
 
 
-@case("restore_truncated_tree_metadata", "restore_checkpoint of a checkpoint whose tree "
-      "metadata (default/_METADATA) is truncated", "<tmp>/cifar10_run/checkpoints/4 is damaged",
-      "tree metadata")
+@case(
+    "restore_truncated_tree_metadata",
+    "restore_checkpoint of a checkpoint whose tree metadata (default/_METADATA) is truncated",
+    "<tmp>/cifar10_run/checkpoints/4 is damaged",
+    "tree metadata",
+)
 def _(tmp):
     from ul_jax.train import restore_checkpoint
+
     work = _cifar10_run(tmp)
     meta = work / "checkpoints" / "4" / "default" / "_METADATA"
     meta.write_bytes(meta.read_bytes()[:200])
     restore_checkpoint(work)
 
 
-@case("restore_without_checkpoint_metadata", "restore_checkpoint of a checkpoint whose "
-      "_CHECKPOINT_METADATA (with the fingerprint) was deleted",
-      "<tmp>/cifar10_run/checkpoints/4 is damaged", "fingerprint")
+@case(
+    "restore_without_checkpoint_metadata",
+    "restore_checkpoint of a checkpoint whose "
+    "_CHECKPOINT_METADATA (with the fingerprint) was deleted",
+    "<tmp>/cifar10_run/checkpoints/4 is damaged",
+    "fingerprint",
+)
 def _(tmp):
     from ul_jax.train import restore_checkpoint
+
     work = _cifar10_run(tmp)
     (work / "checkpoints" / "4" / "_CHECKPOINT_METADATA").unlink()
     restore_checkpoint(work)
@@ -275,12 +416,23 @@ def _(tmp):
 # ---------------------------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------------------------
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                   "ship", "truck")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 
 
 def _png(value: int) -> bytes:
     from PIL import Image
+
     buf = io.BytesIO()
     Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
@@ -295,32 +447,43 @@ def _image_folder(root: Path, classes=CIFAR10_CLASSES, splits=("train", "test"))
 
 
 def _cifar_from(tmp: Path):
-    os.environ["UL_JAX_CACHE_DIR"] = str(tmp / "cache")   # restored by the test
+    os.environ["UL_JAX_CACHE_DIR"] = str(tmp / "cache")  # restored by the test
     return _cifar(**{"data.data_dir": str(tmp / "data"), "batch_size": 4, "eval_batch_size": 4})
 
 
-@case("data_missing", "data.data_dir without the CIFAR-10 archive or folder",
-      "no image folder for dataset 'cifar10'", "<tmp>/data/cifar10.tar.gz")
+@case(
+    "data_missing",
+    "data.data_dir without the CIFAR-10 archive or folder",
+    "no image folder for dataset 'cifar10'",
+    "<tmp>/data/cifar10.tar.gz",
+)
 def _(tmp):
     (tmp / "data").mkdir()
     _train(_cifar_from(tmp), tmp)
 
 
-@case("archive_not_a_tar", "cifar10.tar.gz holding random bytes", "neither a directory nor a "
-      "tar archive")
+@case(
+    "archive_not_a_tar",
+    "cifar10.tar.gz holding random bytes",
+    "neither a directory nor a tar archive",
+)
 def _(tmp):
     (tmp / "data").mkdir()
     (tmp / "data" / "cifar10.tar.gz").write_bytes(np.random.default_rng(0).bytes(4096))
     _train(_cifar_from(tmp), tmp)
 
 
-@case("archive_truncated", "cifar10.tar.gz cut in half", "truncated or corrupt",
-      "<tmp>/data/cifar10.tar.gz")
+@case(
+    "archive_truncated",
+    "cifar10.tar.gz cut in half",
+    "truncated or corrupt",
+    "<tmp>/data/cifar10.tar.gz",
+)
 def _(tmp):
     _image_folder(tmp / "folder")
     (tmp / "data").mkdir()
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:        # fixed times: the same bytes each run
+    with tarfile.open(fileobj=buf, mode="w") as t:  # fixed times: the same bytes each run
         for p in sorted((tmp / "folder").rglob("*.png")):
             info = tarfile.TarInfo("cifar10/" + p.relative_to(tmp / "folder").as_posix())
             info.size, info.mtime = p.stat().st_size, 0
@@ -330,18 +493,27 @@ def _(tmp):
     _train(_cifar_from(tmp), tmp)
 
 
-@case("image_corrupt", "an undecodable .png in the CIFAR-10 folder", "cannot decode image",
-      "train/cat/0.png")
+@case(
+    "image_corrupt",
+    "an undecodable .png in the CIFAR-10 folder",
+    "cannot decode image",
+    "train/cat/0.png",
+)
 def _(tmp):
     root = _image_folder(tmp / "data" / "cifar10")
     (root / "train" / "cat" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     _train(_cifar_from(tmp), tmp)
 
 
-@case("images_of_mixed_sizes", "CIFAR-10 folder images of two sizes", "has shape (8, 8, 3)",
-      "(4, 4, 3)")
+@case(
+    "images_of_mixed_sizes",
+    "CIFAR-10 folder images of two sizes",
+    "has shape (8, 8, 3)",
+    "(4, 4, 3)",
+)
 def _(tmp):
     from PIL import Image
+
     root = _image_folder(tmp / "data" / "cifar10")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / "truck" / "1.png")
     _train(_cifar_from(tmp), tmp)
@@ -353,41 +525,55 @@ def _(tmp):
     _train(_cifar_from(tmp), tmp)
 
 
-@case("eleven_classes", "a CIFAR-10 folder with 11 class folders", "should have 10 classes",
-      "has 11")
+@case(
+    "eleven_classes", "a CIFAR-10 folder with 11 class folders", "should have 10 classes", "has 11"
+)
 def _(tmp):
     _image_folder(tmp / "data" / "cifar10", classes=CIFAR10_CLASSES + ("zebra",))
     _train(_cifar_from(tmp), tmp)
 
 
-@case("labels_out_of_range", "labels [0, 10] for 10 classes (an in-memory dataset)",
-      "out of range [0, 10)", "[10]")
+@case(
+    "labels_out_of_range",
+    "labels [0, 10] for 10 classes (an in-memory dataset)",
+    "out of range [0, 10)",
+    "[10]",
+)
 def _(tmp):
     from ul_jax.data import ArrayDataset
-    ArrayDataset("cifar10", "train", np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 10]),
-                 CIFAR10_CLASSES)
+
+    ArrayDataset(
+        "cifar10", "train", np.zeros((2, 4, 4, 3), np.uint8), np.array([0, 10]), CIFAR10_CLASSES
+    )
 
 
 @case("labels_negative", "label -1 (an in-memory dataset)", "out of range [0, 10)", "[-1]")
 def _(tmp):
     from ul_jax.data import ArrayDataset
-    ArrayDataset("cifar10", "train", np.zeros((2, 4, 4, 3), np.uint8), np.array([3, -1]),
-                 CIFAR10_CLASSES)
+
+    ArrayDataset(
+        "cifar10", "train", np.zeros((2, 4, 4, 3), np.uint8), np.array([3, -1]), CIFAR10_CLASSES
+    )
 
 
-@case("cache_bytes_flipped", "a flipped byte in the decoded-image cache (images.npy)",
-      "images.npy differs from the bytes that were written", "rebuilding it")
+@case(
+    "cache_bytes_flipped",
+    "a flipped byte in the decoded-image cache (images.npy)",
+    "images.npy differs from the bytes that were written",
+    "rebuilding it",
+)
 def _(tmp):
     import logging
 
     from ul_jax.data import load_dataset
+
     _image_folder(tmp / "data" / "cifar10")
     c = _cifar_from(tmp)
     kw = dict(source="image_folder", data_dir=c.data.data_dir)
     first = load_dataset("cifar10", "train", **kw)
     npy = next((tmp / "cache").rglob("images.npy"))
     blob = bytearray(npy.read_bytes())
-    blob[-1] ^= 0xFF                                            # one pixel of the last image
+    blob[-1] ^= 0xFF  # one pixel of the last image
     npy.write_bytes(bytes(blob))
     records = []
     handler = logging.Handler()
@@ -397,7 +583,7 @@ def _(tmp):
         again = load_dataset("cifar10", "train", **kw)
     finally:
         logging.getLogger("ul_jax.data._cache").removeHandler(handler)
-    assert np.array_equal(first.images, again.images)             # rebuilt, not used
+    assert np.array_equal(first.images, again.images)  # rebuilt, not used
     return "warning", records[0].getMessage()
 
 
@@ -405,22 +591,50 @@ def _(tmp):
 # the command line (run in subprocesses, all at once)
 # ---------------------------------------------------------------------------------------------
 DIGITS = ["--config", "configs/digits.py"]
-cli_case("cli_unknown_field", "--config.optimizer.lrr=0.1 (a misspelt field)",
-         [*DIGITS, "--config.optimizer.lrr=0.1"], "--config.optimizer.lrr", 'Did you mean "lr"')
-cli_case("cli_wrong_type", "--config.batch_size=abc", [*DIGITS, "--config.batch_size=abc"],
-         "--config.batch_size=abc")
-cli_case("cli_float_for_int", "--config.num_epochs=2.5", [*DIGITS, "--config.num_epochs=2.5"],
-         "--config.num_epochs=2.5")
-cli_case("cli_unknown_variant", "--config configs/digits.py:ul_pall",
-         ["--config", "configs/digits.py:ul_pall"], "'ul_pall'")
-cli_case("cli_batch_not_divisible", "batch_size 128 on 3 devices "
-         "(--xla_force_host_platform_device_count=3)", DIGITS, "batch_size=128",
-         "device count 3", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=3"})
-cli_case("cli_bad_timeout_env", "UL_JAX_HEARTBEAT_TIMEOUT_S=abc (multi-process settings)",
-         DIGITS, "UL_JAX_HEARTBEAT_TIMEOUT_S", "'abc'",
-         env={"UL_JAX_DISTRIBUTED": "1", "UL_JAX_HEARTBEAT_TIMEOUT_S": "abc"})
-cli_case("cli_no_workdir", "no --workdir", ["--config", "configs/digits.py", "--noworkdir"],
-         "--workdir")
+cli_case(
+    "cli_unknown_field",
+    "--config.optimizer.lrr=0.1 (a misspelt field)",
+    [*DIGITS, "--config.optimizer.lrr=0.1"],
+    "--config.optimizer.lrr",
+    'Did you mean "lr"',
+)
+cli_case(
+    "cli_wrong_type",
+    "--config.batch_size=abc",
+    [*DIGITS, "--config.batch_size=abc"],
+    "--config.batch_size=abc",
+)
+cli_case(
+    "cli_float_for_int",
+    "--config.num_epochs=2.5",
+    [*DIGITS, "--config.num_epochs=2.5"],
+    "--config.num_epochs=2.5",
+)
+cli_case(
+    "cli_unknown_variant",
+    "--config configs/digits.py:ul_pall",
+    ["--config", "configs/digits.py:ul_pall"],
+    "'ul_pall'",
+)
+cli_case(
+    "cli_batch_not_divisible",
+    "batch_size 128 on 3 devices (--xla_force_host_platform_device_count=3)",
+    DIGITS,
+    "batch_size=128",
+    "device count 3",
+    env={"XLA_FLAGS": "--xla_force_host_platform_device_count=3"},
+)
+cli_case(
+    "cli_bad_timeout_env",
+    "UL_JAX_HEARTBEAT_TIMEOUT_S=abc (multi-process settings)",
+    DIGITS,
+    "UL_JAX_HEARTBEAT_TIMEOUT_S",
+    "'abc'",
+    env={"UL_JAX_DISTRIBUTED": "1", "UL_JAX_HEARTBEAT_TIMEOUT_S": "abc"},
+)
+cli_case(
+    "cli_no_workdir", "no --workdir", ["--config", "configs/digits.py", "--noworkdir"], "--workdir"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,9 +666,10 @@ def _cli_outcome(rc: int, stderr: str) -> tuple[str, str]:
     starts = [i for i, ln in enumerate(lines) if ln.startswith("FATAL ")]
     if not starts:
         return f"exit {rc}", lines[-1]
-    block = lines[starts[-1]:]
-    block = block[:next((i for i, ln in enumerate(block) if ln.startswith("Pass --help")),
-                        len(block))]
+    block = lines[starts[-1] :]
+    block = block[
+        : next((i for i, ln in enumerate(block) if ln.startswith("Pass --help")), len(block))
+    ]
     if len(block) == 1:
         return f"exit {rc}", block[0]
     errors = [ln for ln in block if re.match(r"^[\w.]+(Error|Exception): ", ln)]
@@ -471,7 +686,7 @@ def run_case(c: Case, tmp: Path) -> tuple[str, str]:
     old_cache = os.environ.get("UL_JAX_CACHE_DIR")
     try:
         out = c.run(tmp)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return type(e).__name__, _normalize(str(e), tmp)
     finally:
         if old_cache is None:
@@ -502,7 +717,7 @@ def render_table(results: dict[str, tuple[str, str]]) -> str:
 def read_table(path: Path = DOC) -> dict[str, tuple[str, str, str]]:
     """``{case: (bad input, error, message)}`` from the table between the markers."""
     text = path.read_text()
-    body = text[text.index(BEGIN) + len(BEGIN):text.index(END)]
+    body = text[text.index(BEGIN) + len(BEGIN) : text.index(END)]
     rows = {}
     for line in body.strip().splitlines()[2:]:
         cells = [_uncell(c.strip()) for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
@@ -529,8 +744,17 @@ def cli_results(tmp_path_factory):
         if c.cli is not None:
             tmp = tmp_path_factory.mktemp(cid)
             cmd, env = _cli_command(c, tmp)
-            procs[cid] = (tmp, subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                                stderr=subprocess.PIPE, text=True))
+            procs[cid] = (
+                tmp,
+                subprocess.Popen(
+                    cmd,
+                    cwd=REPO,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
     out = {}
     for cid, (tmp, p) in procs.items():
         _, err = p.communicate(timeout=300)
@@ -547,7 +771,7 @@ def test_bad_input_gets_the_documented_error(cid, tmp_path, cli_results):
     if c.cli is not None:
         kind, msg, tmp = cli_results[cid]
         assert kind != "exit 0"
-        assert not (tmp / "run").exists()              # nothing written before the error
+        assert not (tmp / "run").exists()  # nothing written before the error
     else:
         kind, msg = run_case(c, tmp_path)
         assert kind != "no error"

@@ -27,15 +27,24 @@ from ul_jax.train.checkpoint import fingerprint_digest, state_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 TOTAL = 200
-OVERRIDES = ["--config.data.image_size=8", "--config.data.crop_padding=1",
-             "--config.model.width_multiplier=0.25", "--config.batch_size=64",
-             "--config.eval_batch_size=128", f"--config.num_train_steps={TOTAL}",
-             "--config.log_every=5", "--config.eval_every=100", "--config.checkpoint_every=50",
-             "--config.keep_checkpoints=5"]
+OVERRIDES = [
+    "--config.data.image_size=8",
+    "--config.data.crop_padding=1",
+    "--config.model.width_multiplier=0.25",
+    "--config.batch_size=64",
+    "--config.eval_batch_size=128",
+    f"--config.num_train_steps={TOTAL}",
+    "--config.log_every=5",
+    "--config.eval_every=100",
+    "--config.checkpoint_every=50",
+    "--config.keep_checkpoints=5",
+]
 HEARTBEAT_S = 10
 BOUND_S = 120
-DIGEST = re.compile(r"checkpoint (\d+): the state is identical on all 2 processes "
-                    r"\(fingerprint ([0-9a-f]{16})\)")
+DIGEST = re.compile(
+    r"checkpoint (\d+): the state is identical on all 2 processes "
+    r"\(fingerprint ([0-9a-f]{16})\)"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,20 +57,40 @@ def _free_port() -> int:
 
 def _start_pair(workdir: Path, extra=(), cache: Path | None = None) -> list[subprocess.Popen]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ul_pal",
-           "--workdir", str(workdir), *OVERRIDES, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ul_pal",
+        "--workdir",
+        str(workdir),
+        *OVERRIDES,
+        *extra,
+    ]
     procs = []
     for pid in range(2):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "UL_JAX_DISTRIBUTED": "1",
-               "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "UL_JAX_NUM_PROCESSES": "2",
-               "UL_JAX_PROCESS_ID": str(pid), "UL_JAX_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_S),
-               "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "UL_JAX_DISTRIBUTED": "1",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "UL_JAX_NUM_PROCESSES": "2",
+            "UL_JAX_PROCESS_ID": str(pid),
+            "UL_JAX_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_S),
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        }
         if cache is not None:
-            env.update(JAX_COMPILATION_CACHE_DIR=str(cache),
-                       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                       JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-        procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+            env.update(
+                JAX_COMPILATION_CACHE_DIR=str(cache),
+                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+            )
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+        )
     return procs
 
 
@@ -113,7 +142,7 @@ def reference(tmp_path_factory):
 def test_processes_hold_identical_replicas_through_checkpoint_and_restore(reference):
     work, _, first, second = reference
     d0, d1 = _digests(first[0][1]), _digests(first[1][1])
-    assert sorted(d0) == [50, 100] and d0 == d1              # agreed at every save, both sides
+    assert sorted(d0) == [50, 100] and d0 == d1  # agreed at every save, both sides
     e0, e1 = _digests(second[0][1]), _digests(second[1][1])
     assert sorted(e0) == [150, 200] and e0 == e1
     assert "resumed from" in second[0][1] and "at step 100 of 200" in second[0][1]
@@ -122,7 +151,7 @@ def test_processes_hold_identical_replicas_through_checkpoint_and_restore(refere
     assert int(state.step) == TOTAL
     assert fingerprint_digest(state_fingerprint(state))[:16] == e0[200]
     rows = read_jsonl(work / "metrics.jsonl")
-    assert [r["step"] for r in rows] == list(range(5, TOTAL + 1, 5))   # once each, process 0
+    assert [r["step"] for r in rows] == list(range(5, TOTAL + 1, 5))  # once each, process 0
 
 
 @pytest.mark.parametrize("victim", [1, 0], ids=["kill_process_1", "kill_process_0"])
@@ -144,8 +173,10 @@ def test_survivor_of_a_killed_peer_exits_within_bounded_time(victim, reference, 
     assert survivor.returncode != 0
     assert elapsed < BOUND_S
     # either the failed collective (exit 1, our message) or the runtime's heartbeat verdict
-    assert ("another process probably died" in err or
-            "Terminating process because the JAX distributed service detected fatal errors" in err), err[-3000:]
+    assert (
+        "another process probably died" in err
+        or "Terminating process because the JAX distributed service detected fatal errors" in err
+    ), err[-3000:]
 
 
 def test_survivor_of_a_frozen_peer_is_stopped_by_the_heartbeat_timeout(reference, tmp_path):
@@ -153,7 +184,7 @@ def test_survivor_of_a_frozen_peer_is_stopped_by_the_heartbeat_timeout(reference
     work = tmp_path / "run"
     procs = _start_pair(work, cache=cache)
     _wait_for_lines(procs, work, 8)
-    procs[1].send_signal(signal.SIGSTOP)     # alive, sockets open, silent: a hung host
+    procs[1].send_signal(signal.SIGSTOP)  # alive, sockets open, silent: a hung host
     t0 = time.monotonic()
     try:
         _, err = procs[0].communicate(timeout=BOUND_S)
@@ -173,8 +204,8 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(refer
     ref, cache, _, _ = reference
     work = tmp_path / "run"
     procs = _start_pair(work, cache=cache)
-    _wait_for_lines(procs, work, 12)          # past the checkpoint at step 50
-    procs[1].send_signal(signal.SIGTERM)      # the preemption notice reaches one host only
+    _wait_for_lines(procs, work, 12)  # past the checkpoint at step 50
+    procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
     results = _finish_pair(procs, timeout=BOUND_S)
     steps = []
     for pid, (rc, err) in enumerate(results):
@@ -192,5 +223,5 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(refer
     _, a, _ = restore_checkpoint(ref)
     _, b, _ = restore_checkpoint(work)
     assert fingerprint_digest(state_fingerprint(a)) == fingerprint_digest(state_fingerprint(b))
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
     assert strip(read_jsonl(work / "metrics.jsonl")) == strip(read_jsonl(ref / "metrics.jsonl"))

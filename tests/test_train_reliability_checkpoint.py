@@ -19,20 +19,25 @@ from ul_jax.train import checkpoint as ckpt_lib
 from ul_jax.train.checkpoint import CheckpointCorruptError, Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_config  # noqa: E402
+from conftest import tiny_config
 
 # orbax leaves the coroutines of a failed read un-awaited and garbage collection reports them
 # at any later point: noise of the damaged checkpoints read here, not failures
-pytestmark = [pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
-              pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+    pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning"),
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # Checkpointer level: the whole damage matrix on a small tree
 # ---------------------------------------------------------------------------------------------
 def _small_state(offset):
-    return {"w": jnp.arange(1000, dtype=jnp.float32) + offset,
-            "bn": {"mean": jnp.full((30, 30), 0.5 + offset)}, "step": jnp.int32(offset)}
+    return {
+        "w": jnp.arange(1000, dtype=jnp.float32) + offset,
+        "bn": {"mean": jnp.full((30, 30), 0.5 + offset)},
+        "step": jnp.int32(offset),
+    }
 
 
 def _truncate(p: Path):
@@ -59,8 +64,11 @@ def two_checkpoints(tmp_path_factory):
 
 
 def test_every_damaged_file_restores_exactly_or_falls_back(two_checkpoints, tmp_path):
-    files = sorted(p.relative_to(two_checkpoints / "2")
-                   for p in (two_checkpoints / "2").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(two_checkpoints / "2")
+        for p in (two_checkpoints / "2").rglob("*")
+        if p.is_file()
+    )
     assert len(files) >= 8
     outcomes = {}
     for rel in files:
@@ -71,8 +79,9 @@ def test_every_damaged_file_restores_exactly_or_falls_back(two_checkpoints, tmp_
             with Checkpointer(d) as ck:
                 step, state, damaged = ck.restore_latest(_small_state(0))
             want = _small_state(step if step is not None else 0)
-            exact = all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(state),
-                                                             jax.tree.leaves(want)))
+            exact = all(
+                np.array_equal(x, y) for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(want))
+            )
             # never a silently wrong state: either checkpoint 2 exactly, or a fallback to
             # checkpoint 1 (exactly) naming checkpoint 2 as damaged
             assert exact, (how, rel, step)
@@ -96,11 +105,16 @@ def test_every_damaged_file_restores_exactly_or_falls_back(two_checkpoints, tmp_
 def test_checkpoint_without_fingerprint_needs_verify_false(tmp_path):
     import orbax.checkpoint as ocp
 
-    with ocp.CheckpointManager(tmp_path / "old", item_handlers=ocp.StandardCheckpointHandler()) as m:
-        m.save(5, args=ocp.args.StandardSave(_small_state(5)))   # as before fingerprints existed
+    with ocp.CheckpointManager(
+        tmp_path / "old", item_handlers=ocp.StandardCheckpointHandler()
+    ) as m:
+        m.save(5, args=ocp.args.StandardSave(_small_state(5)))  # as before fingerprints existed
     with Checkpointer(tmp_path / "old") as ck:
-        with pytest.raises(CheckpointCorruptError, match=r"old/5 is damaged: it has no ul_jax "
-                                                         r"fingerprint.*verify=False"):
+        with pytest.raises(
+            CheckpointCorruptError,
+            match=r"old/5 is damaged: it has no ul_jax "
+            r"fingerprint.*verify=False",
+        ):
             ck.restore(5, _small_state(0))
         state = ck.restore(5, _small_state(0), verify=False)
     assert float(state["w"][0]) == 5.0
@@ -109,20 +123,21 @@ def test_checkpoint_without_fingerprint_needs_verify_false(tmp_path):
 def test_replicas_that_differ_between_processes_are_refused(tmp_path, monkeypatch):
     """The multi-process save compares every process's fingerprint (the gather of two processes
     is simulated here: process 1 reports other bytes); a mismatch is refused before anything is
-    written. (The real two-process runs are in test_reliability_multiprocess.py.)"""
+    written. (The real two-process runs are in test_train_reliability_multiprocess.py.)"""
     from jax.experimental import multihost_utils
 
     fp = ckpt_lib.state_fingerprint(_small_state(3))
     with monkeypatch.context() as m:
         m.setattr(jax, "process_count", lambda: 2)
-        m.setattr(multihost_utils, "process_allgather",
-                  lambda x, tiled=False: np.stack([x, x ^ 1]))
-        with pytest.raises(ckpt_lib.ReplicaMismatchError,
-                           match=r"differs between processes at step 3: processes \[1\] hold "
-                                 r"other values than process 0"):
+        m.setattr(multihost_utils, "process_allgather", lambda x, tiled=False: np.stack([x, x ^ 1]))
+        with pytest.raises(
+            ckpt_lib.ReplicaMismatchError,
+            match=r"differs between processes at step 3: processes \[1\] hold "
+            r"other values than process 0",
+        ):
             ckpt_lib._check_replicas(fp, 3)
         m.setattr(multihost_utils, "process_allgather", lambda x, tiled=False: np.stack([x, x]))
-        ckpt_lib._check_replicas(fp, 3)                 # equal replicas pass
+        ckpt_lib._check_replicas(fp, 3)  # equal replicas pass
 
     calls = []
 
@@ -172,13 +187,17 @@ def _assert_like_full(runs, workdir: Path):
     assert int(b.step) == 12
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         assert np.array_equal(np.asarray(x), np.asarray(y))
-    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]  # noqa: E731
-    assert strip(read_jsonl(workdir / "metrics.jsonl")) == strip(read_jsonl(runs / "full" / "metrics.jsonl"))
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("perf/")} for r in rows]
+    assert strip(read_jsonl(workdir / "metrics.jsonl")) == strip(
+        read_jsonl(runs / "full" / "metrics.jsonl")
+    )
 
 
 def _largest_data_file(step_dir: Path) -> Path:
-    return max((p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p)),
-               key=lambda p: p.stat().st_size)
+    return max(
+        (p for p in step_dir.rglob("*") if p.is_file() and "/d/" in str(p)),
+        key=lambda p: p.stat().st_size,
+    )
 
 
 @pytest.fixture
@@ -198,10 +217,10 @@ def test_resume_falls_back_from_a_damaged_latest_checkpoint(runs, tmp_path, dama
     assert f"checkpoint {work / 'checkpoints' / '8'} is damaged" in warning
     assert f"falling back to {work / 'checkpoints' / '4'} (step 4)" in warning
     assert str(work / "damaged_checkpoints" / "8") in warning
-    assert (work / "damaged_checkpoints" / "8").is_dir()          # kept for inspection
+    assert (work / "damaged_checkpoints" / "8").is_dir()  # kept for inspection
     with Checkpointer(work / "checkpoints") as ck:
-        assert ck.all_steps() == [4, 8, 12]                        # 8 rewritten, undamaged
-    _assert_like_full(runs, work)                                  # as if nothing happened
+        assert ck.all_steps() == [4, 8, 12]  # 8 rewritten, undamaged
+    _assert_like_full(runs, work)  # as if nothing happened
 
 
 def test_no_usable_checkpoint_is_an_error_unless_restart(runs, tmp_path, absl_warnings):
@@ -216,15 +235,21 @@ def test_no_usable_checkpoint_is_an_error_unless_restart(runs, tmp_path, absl_wa
     assert f"{work / 'checkpoints' / '8'} is damaged" in msg
     assert f"{work / 'checkpoints' / '4'} is damaged" in msg
     assert "--config.restart=True" in msg
-    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == before   # untouched
+    assert sorted(str(p.relative_to(work)) for p in work.rglob("*")) == before  # untouched
 
     out = train_and_evaluate(tiny_config(restart=True), work)
     assert out["step"] == 12
     previous = [p for p in work.iterdir() if p.name.startswith("previous_")]
     assert len(previous) == 1
-    assert {p.name for p in previous[0].iterdir()} >= {"checkpoints", "metrics.jsonl", "config.json"}
-    assert any("config.restart=True" in r.getMessage() and "starting from step 0" in r.getMessage()
-               for r in absl_warnings.records)
+    assert {p.name for p in previous[0].iterdir()} >= {
+        "checkpoints",
+        "metrics.jsonl",
+        "config.json",
+    }
+    assert any(
+        "config.restart=True" in r.getMessage() and "starting from step 0" in r.getMessage()
+        for r in absl_warnings.records
+    )
     _assert_like_full(runs, work)
 
 
@@ -247,7 +272,7 @@ def test_orbax_temporary_directory_from_a_kill_is_ignored(runs, tmp_path):
     with Checkpointer(work / "checkpoints") as ck:
         assert ck.all_steps() == [4, 8]
     assert train_and_evaluate(tiny_config(), work)["step"] == 12
-    assert not tmp.exists()                       # replaced by the real save of step 12
+    assert not tmp.exists()  # replaced by the real save of step 12
     _assert_like_full(runs, work)
 
 
@@ -257,19 +282,28 @@ def test_fresh_start_only_when_nothing_would_be_lost(runs, tmp_path, absl_warnin
     work = tmp_path / "early"
     (work / "checkpoints").mkdir(parents=True)
     shutil.copy(runs / "full" / "config.json", work / "config.json")
-    (work / "metrics.jsonl").write_text((runs / "full" / "metrics.jsonl").read_text().splitlines()[0] + "\n")
-    shutil.copytree(runs / "full" / "checkpoints" / "4", work / "checkpoints" / "4.orbax-checkpoint-tmp")
+    (work / "metrics.jsonl").write_text(
+        (runs / "full" / "metrics.jsonl").read_text().splitlines()[0] + "\n"
+    )
+    shutil.copytree(
+        runs / "full" / "checkpoints" / "4", work / "checkpoints" / "4.orbax-checkpoint-tmp"
+    )
     assert train_and_evaluate(tiny_config(), work, until_step=4)["step"] == 4
-    assert any("stopped before its first checkpoint (step 4); starting from step 0" in r.getMessage()
-               for r in absl_warnings.records)
+    assert any(
+        "stopped before its first checkpoint (step 4); starting from step 0" in r.getMessage()
+        for r in absl_warnings.records
+    )
 
     # (b) metrics past the first checkpoint but no checkpoint at all: the checkpoints were lost
     work = tmp_path / "lost"
     work.mkdir()
     shutil.copy(runs / "part8" / "config.json", work / "config.json")
     shutil.copy(runs / "part8" / "metrics.jsonl", work / "metrics.jsonl")
-    with pytest.raises(NoUsableCheckpointError, match=r"metrics\.jsonl reaches step 8, past the "
-                                                      r"first checkpoint step 4, but .* holds no "
-                                                      r"checkpoint"):
+    with pytest.raises(
+        NoUsableCheckpointError,
+        match=r"metrics\.jsonl reaches step 8, past the "
+        r"first checkpoint step 4, but .* holds no "
+        r"checkpoint",
+    ):
         train_and_evaluate(tiny_config(), work)
     assert (work / "metrics.jsonl").read_text() == (runs / "part8" / "metrics.jsonl").read_text()

@@ -24,8 +24,8 @@ from ul_jax.train import classifier_weights, read_jsonl, restore_checkpoint, tra
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 8
-IMBALANCE = 10.0          # digits train counts 130, 100, 77, …, 16, 13: many/medium/few all occur
-EVAL_BATCH = 128          # 450 test images → 4 batches, the last one padded (66 real rows)
+IMBALANCE = 10.0  # digits train counts 130, 100, 77, …, 16, 13: many/medium/few all occur
+EVAL_BATCH = 128  # 450 test images → 4 batches, the last one padded (66 real rows)
 
 
 def _cifar10_available() -> bool:
@@ -38,8 +38,10 @@ def _cifar10_available() -> bool:
 
 CIFAR10 = _cifar10_available()
 needs_cifar10 = pytest.mark.skipif(
-    not CIFAR10, reason="no offline CIFAR-10 archive (<data_dir>/cifar10.tar.gz): the far-OOD "
-                        "set of the digits run is CIFAR-10 test")
+    not CIFAR10,
+    reason="no offline CIFAR-10 archive (<data_dir>/cifar10.tar.gz): the far-OOD "
+    "set of the digits run is CIFAR-10 test",
+)
 OOD = ("uniform_noise",) + (("cifar10",) if CIFAR10 else ())
 
 
@@ -49,13 +51,13 @@ def _config():
     c.data.crop_padding = 1
     c.data.augment = "none"
     c.data.imbalance_ratio = IMBALANCE
-    c.model.width_multiplier = 0.25          # p = 16 features
+    c.model.width_multiplier = 0.25  # p = 16 features
     c.batch_size = 64
     c.eval_batch_size = EVAL_BATCH
     c.num_train_steps = 40
     c.log_every = 10
     c.eval_every = 20
-    c.checkpoint_every = 20                  # checkpoints (and loop evals) at steps 20 and 40
+    c.checkpoint_every = 20  # checkpoints (and loop evals) at steps 20 and 40
     c.keep_checkpoints = 3
     c.tensorboard = False
     return c
@@ -86,29 +88,40 @@ def direct(run):
     """Everything computed all at once, independently of ul_jax.eval's data path."""
     workdir, _ = run
     model, state, _ = restore_checkpoint(workdir)
-    train = load_dataset("digits", "train", source="digits", image_size=IMAGE_SIZE,
-                         imbalance_ratio=IMBALANCE)
+    train = load_dataset(
+        "digits", "train", source="digits", image_size=IMAGE_SIZE, imbalance_ratio=IMBALANCE
+    )
     test = load_dataset("digits", "test", source="digits", image_size=IMAGE_SIZE)
     mean, std = channel_stats(train.images)
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     z, h = _forward_all(model, state, test.images, mean, std)
-    out = {"logits": z, "features": h, "labels": np.asarray(test.labels),
-           "train_counts": train.class_counts(),
-           "W": np.asarray(classifier_weights(state)),
-           "b": (np.asarray(state.params["head"]["bias"]) if "bias" in state.params.get("head", {})
-                 else None), "ood": {}}      # PAL heads have no bias (configs/common.py)
+    out = {
+        "logits": z,
+        "features": h,
+        "labels": np.asarray(test.labels),
+        "train_counts": train.class_counts(),
+        "W": np.asarray(classifier_weights(state)),
+        "b": (
+            np.asarray(state.params["head"]["bias"])
+            if "bias" in state.params.get("head", {})
+            else None
+        ),
+        "ood": {},
+    }  # PAL heads have no bias (configs/common.py)
     noise, _ = load_ood_images("uniform_noise", (IMAGE_SIZE, IMAGE_SIZE, 3))
     out["ood"]["uniform_noise"] = _forward_all(model, state, noise, mean, std)
-    if CIFAR10:   # the loader's own decode-time resize, not ul_jax.data.ood.resize_images
+    if CIFAR10:  # the loader's own decode-time resize, not ul_jax.data.ood.resize_images
         cifar = load_dataset("cifar10", "test", source="image_folder", image_size=IMAGE_SIZE)
         out["ood"]["cifar10"] = _forward_all(model, state, cifar.images, mean, std)
     return out
 
 
 def _scores(logits, features):
-    return {"msp": np.asarray(metrics.msp_score(logits)),
-            "energy": np.asarray(metrics.energy_score(logits, 1.0)),
-            "feature_norm": np.asarray(metrics.feature_norm_score(features))}
+    return {
+        "msp": np.asarray(metrics.msp_score(logits)),
+        "energy": np.asarray(metrics.energy_score(logits, 1.0)),
+        "feature_norm": np.asarray(metrics.feature_norm_score(features)),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,27 +213,40 @@ def test_cifar10_far_ood_is_resized_and_named_honestly(result):
 def test_step_batch_size_and_cli(run, result, tmp_path, capsys):
     workdir, _ = run
     # the latest step again, other batch size (64 → last batch of 2 real rows), other out_dir
-    again = evaluate_run(workdir, step=40, ood=("uniform_noise",), batch_size=64,
-                         out_dir=tmp_path, plots=False)
+    again = evaluate_run(
+        workdir, step=40, ood=("uniform_noise",), batch_size=64, out_dir=tmp_path, plots=False
+    )
     assert Path(again["path"]) == tmp_path / "eval_step40.json"
     assert again["test_set"]["batch_size"] == 64 and again["files"] == {"json": "eval_step40.json"}
     for k in ("top1", "top5"):
         assert again["classification"][k] == result["classification"][k]
     assert again["calibration"]["ece"] == pytest.approx(result["calibration"]["ece"], abs=1e-6)
-    assert again["neural_collapse"]["nc1"] == pytest.approx(result["neural_collapse"]["nc1"],
-                                                            rel=1e-4)
+    assert again["neural_collapse"]["nc1"] == pytest.approx(
+        result["neural_collapse"]["nc1"], rel=1e-4
+    )
     for s in SCORE_NAMES:
         for k, v in result["ood"]["uniform_noise"]["metrics"][s].items():
             assert again["ood"]["uniform_noise"]["metrics"][s][k] == pytest.approx(v, abs=1e-6)
 
     # the CLI on the older checkpoint, compared with the loop's eval logged at step 20
-    rc = evaluate_cli.main(["--workdir", str(workdir), "--step", "20", "--ood", "uniform_noise",
-                            "--out_dir", str(tmp_path)])
+    rc = evaluate_cli.main(
+        [
+            "--workdir",
+            str(workdir),
+            "--step",
+            "20",
+            "--ood",
+            "uniform_noise",
+            "--out_dir",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     step20 = json.loads((tmp_path / "eval_step20.json").read_text())
-    loop20 = [r for r in read_jsonl(workdir / "metrics.jsonl")
-              if r["step"] == 20 and "eval/accuracy" in r]
+    loop20 = [
+        r for r in read_jsonl(workdir / "metrics.jsonl") if r["step"] == 20 and "eval/accuracy" in r
+    ]
     assert step20["run"]["step"] == 20
     assert step20["classification"]["top1"] == pytest.approx(loop20[0]["eval/accuracy"], abs=1e-6)
     assert f"top-1 {100 * step20['classification']['top1']:.2f}" in printed
@@ -231,7 +257,7 @@ def test_step_batch_size_and_cli(run, result, tmp_path, capsys):
     rc = report_cli.main([str(workdir), str(tmp_path / "eval_step20.json"), "--markdown"])
     assert rc == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
-    assert len(table) == 4                                   # header, separator, two rows
+    assert len(table) == 4  # header, separator, two rows
     header = [h.strip() for h in table[0].strip("|").split("|")]
     assert header[:9] == ["run", "method", "data", "step", "top-1", "many", "med.", "few", "ECE"]
     assert "uniform_noise FPR95↓" in header
@@ -246,14 +272,19 @@ def test_step_batch_size_and_cli(run, result, tmp_path, capsys):
         j = header.index("uniform_noise AUROC↑")
         assert row[j] == " / ".join(f"{100 * m[s]['auroc']:.2f}" for s in SCORE_NAMES)
     # a run without that OOD set gets dashes, not numbers
-    lines = format_report([result, {**step20, "ood": {}}]).splitlines()   # plain text
+    lines = format_report([result, {**step20, "ood": {}}]).splitlines()  # plain text
     assert lines[2].count("–") == 0 and lines[3].count("–") == 3 * len(OOD)
 
 
 def test_report_command_line(run, result):
     workdir, _ = run
-    proc = subprocess.run([sys.executable, "-m", "launch.report", str(workdir), "--markdown"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "launch.report", str(workdir), "--markdown"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"| {100 * result['classification']['top1']:.2f} |" in proc.stdout
 
@@ -270,7 +301,7 @@ def test_bad_inputs(run, tmp_path, capsys):
     shutil.copy(workdir / "config.json", empty / "config.json")
     with pytest.raises(FileNotFoundError, match="no checkpoint in .*empty/checkpoints"):
         evaluate_run(empty)
-    assert not (empty / "checkpoints").exists()               # nothing was created
+    assert not (empty / "checkpoints").exists()  # nothing was created
     with pytest.raises(FileNotFoundError, match=r"step 7 .*available steps: \[20, 40\]"):
         evaluate_run(workdir, step=7)
     with pytest.raises(ValueError, match="unknown OOD set 'svhn'") as e:
@@ -282,7 +313,9 @@ def test_bad_inputs(run, tmp_path, capsys):
     with pytest.raises(ValueError, match="batch_size"):
         evaluate_run(workdir, batch_size=0)
     assert check_ood_names(["cifar10", "uniform_noise", "cifar10"], "digits") == (
-        "cifar10", "uniform_noise")
+        "cifar10",
+        "uniform_noise",
+    )
     with pytest.raises(ValueError, match="cannot be used for a run trained on 'cifar10'"):
         check_ood_names(["cifar10_split_near_ood"], "cifar10")
 

@@ -25,11 +25,11 @@ CONFIG_FILES = ("cifar10", "cifar100", "cifar10_lt", "cifar100_lt", "imagenet100
 def test_every_config_and_variant_validates(name, variant):
     c = importlib.import_module(f"configs.{name}").get_config(variant)
     validate_config(c, device_count=1)
-    validate_config(c, device_count=8)     # batch 256 / 128 split over 8 devices
+    validate_config(c, device_count=8)  # batch 256 / 128 split over 8 devices
     assert c.variant == variant
     if variant in ("ul_pal", "ul_pal_efr"):
         assert c.head.kind == "pal" and c.objective.loss == "ul" and not c.model.final_relu
-        assert not c.head.bias        # UL is linear in b: a bias drifts on imbalanced data
+        assert not c.head.bias  # UL is linear in b: a bias drifts on imbalanced data
     if variant.startswith("ul_fnpal"):
         assert c.head.kind == "fnpal" and not c.head.bias
         assert c.objective.rlr == variant.endswith("rlr")
@@ -42,19 +42,24 @@ def test_ul_with_bias_on_imbalanced_data_warns():
     c = importlib.import_module("configs.cifar10_lt").get_config("ul_pal")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        validate_config(c, device_count=1)            # the variant itself: no bias, no warning
+        validate_config(c, device_count=1)  # the variant itself: no bias, no warning
     c.head.bias = True
-    with pytest.warns(UserWarning, match=r"head\.bias=True on imbalanced data.*imbalance_ratio=100"):
+    with pytest.warns(
+        UserWarning, match=r"head\.bias=True on imbalanced data.*imbalance_ratio=100"
+    ):
         validate_config(c, device_count=1)
-    c.data.imbalance_ratio = None                       # balanced: the drift is zero, no warning
+    c.data.imbalance_ratio = None  # balanced: the drift is zero, no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         validate_config(c, device_count=1)
 
 
 def test_paper_hyperparameters():
-    for name, arch, epochs in (("cifar10", "resnet18", 200), ("cifar100", "resnet34", 200),
-                               ("imagenet100", "resnet50", 100)):
+    for name, arch, epochs in (
+        ("cifar10", "resnet18", 200),
+        ("cifar100", "resnet34", 200),
+        ("imagenet100", "resnet50", 100),
+    ):
         c = importlib.import_module(f"configs.{name}").get_config()
         assert (c.model.arch, c.num_epochs, c.batch_size) == (arch, epochs, 256)
         o = c.optimizer
@@ -100,7 +105,10 @@ BAD = [
     ({"model.width_multiplier": 0.0}, r"model\.width_multiplier.*0\.0"),
     ({"model.stem": "vit"}, r"model\.stem.*'vit'"),
     ({"head.scale": 0.0}, r"head\.scale.*0\.0"),
-    ({"head.kind": "fnpal", "head.bias": True}, r"head\.bias must be False for head\.kind='fnpal'.*=True"),                 # FNPAL has no bias
+    (
+        {"head.kind": "fnpal", "head.bias": True},
+        r"head\.bias must be False for head\.kind='fnpal'.*=True",
+    ),  # FNPAL has no bias
     ({"head.kind": "fnpal", "head.bias": False, "objective.loss": "mse"}, r"'mse'.*'fnpal'"),
     ({"objective.loss": "ce", "objective.gamma": 0.1}, r"objective\.gamma.*'ul'"),
     ({"model.width_multiplier": 0.125}, r"pal.*feature dimension >= num_classes-1 = 9.*gives 8"),
@@ -108,8 +116,9 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("overrides,pattern", BAD, ids=[next(iter(o)) + "=" + str(list(o.values())[-1])
-                                                         for o, _ in BAD])
+@pytest.mark.parametrize(
+    "overrides,pattern", BAD, ids=[next(iter(o)) + "=" + str(list(o.values())[-1]) for o, _ in BAD]
+)
 def test_bad_config_fields(overrides, pattern, tmp_path):
     c = _digits(**overrides)
     with pytest.raises(ValueError, match=pattern):
@@ -125,8 +134,11 @@ def test_batch_not_divisible_by_devices():
     validate_config(c, device_count=4)
     with pytest.raises(ValueError, match=r"batch_size=100 must be divisible by the device count 8"):
         validate_config(c, device_count=8)
-    with pytest.raises(ValueError, match=r"eval_batch_size=256 must be divisible by the device "
-                                         r"count 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"eval_batch_size=256 must be divisible by the device "
+        r"count 3",
+    ):
         validate_config(_digits(batch_size=99), device_count=3)
 
 
@@ -148,7 +160,9 @@ def test_resume_config_check_names_shape_fields():
     changed = check_resume_config(old.to_dict(), _digits(num_epochs=40, **{"optimizer.lr": 0.05}))
     assert changed == ["num_epochs: 30 -> 40", "optimizer.lr: 0.1 -> 0.05"]
     assert check_resume_config(old.to_dict(), _digits(**{"optimizer.momentum": 0.5})) != []
-    with pytest.raises(ValueError, match=r"optimizer\.momentum: checkpoint has 0\.9, config has 0\.0"):
+    with pytest.raises(
+        ValueError, match=r"optimizer\.momentum: checkpoint has 0\.9, config has 0\.0"
+    ):
         check_resume_config(old.to_dict(), _digits(**{"optimizer.momentum": 0.0}))
     with pytest.raises(ValueError, match=r"head\.kind: checkpoint has 'pal', config has 'linear'"):
         check_resume_config(old.to_dict(), _digits(**{"head.kind": "linear"}))
@@ -159,8 +173,16 @@ def test_cli_config_flags_and_errors(tmp_path):
     """``python -m launch.train`` parses ``file:variant`` and ``--config.x=y``; a bad override
     fails with the field's name before anything runs."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "launch.train", "--config", "configs/digits.py:ce",
-           "--workdir", str(tmp_path / "run"), "--config.objective.gamma=0.5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "launch.train",
+        "--config",
+        "configs/digits.py:ce",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--config.objective.gamma=0.5",
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "objective.gamma" in proc.stderr and "'ul'" in proc.stderr
@@ -199,7 +221,7 @@ def test_dotted_field_helpers():
         with pytest.raises(ValueError, match=f"no field '{bad}'"):
             set_field(c, bad, 1)
     with pytest.raises(TypeError):
-        set_field(c, "batch_size", "64")           # a ConfigDict keeps its type checks
+        set_field(c, "batch_size", "64")  # a ConfigDict keeps its type checks
 
 
 def test_load_config_file(tmp_path, monkeypatch):
@@ -208,7 +230,7 @@ def test_load_config_file(tmp_path, monkeypatch):
     c = load_config_file("configs/digits.py:ce", {"optimizer.lr": 0.5}, seed=7)
     assert (c.variant, c.optimizer.lr, c.seed) == ("ce", 0.5, 7)
     assert load_config_file("configs/digits.py").variant == "ul_pal"
-    monkeypatch.chdir(tmp_path)                     # paths fall back to the repository root
+    monkeypatch.chdir(tmp_path)  # paths fall back to the repository root
     assert load_config_file("configs/cpu/cifar10.py:ce,full").num_train_steps == 1200
     with pytest.raises(ValueError, match="no field 'optimizer.lrr'"):
         load_config_file("configs/digits.py", {"optimizer.lrr": 0.5})
