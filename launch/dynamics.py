@@ -4,11 +4,11 @@ Any config field can be overridden, e.g. ``--config.steps=5000 --config.out_dir=
 """
 
 from absl import app
-from ml_collections import config_flags
 
 from ul_jax import ufm_figures
+from ul_jax.config import define_config_flag
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Figure config (configs/dynamics/*.py).")
+_CONFIG = define_config_flag("config", "Figure config (configs/dynamics/*.py).")
 
 
 def main(argv):

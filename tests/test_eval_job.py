@@ -331,3 +331,24 @@ def test_bad_inputs(run, tmp_path, capsys):
     assert e.value.code == 2 and "no eval.json in" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_eval(missing / "eval.json")
+
+
+def test_long_tailed_run_with_validation_split_uses_the_trained_split_counts(tmp_path):
+    """With a validation hold-out the long-tailed subset is drawn from the rest, so its class
+    counts differ from load_dataset(imbalance_ratio=...) on the full split; the many/medium/few
+    groups must use the split the loop trained on."""
+    from conftest import tiny_config
+
+    from ul_jax.train import load_train_data
+
+    c = tiny_config(
+        **{"data.imbalance_ratio": 4.0, "data.validation_per_class": 10, "num_train_steps": 4},
+        checkpoint_every=4,
+        eval_every=4,
+    )
+    train_and_evaluate(c, tmp_path / "lt")
+    res = evaluate_run(tmp_path / "lt", ood=())
+    counts = load_train_data(c).class_counts
+    full = load_dataset("digits", "train", source="digits", image_size=8, imbalance_ratio=4.0)
+    assert counts.sum() < len(full)  # 10 per class held out before the subset
+    assert res["classification"]["train_class_counts"] == counts.tolist()

@@ -43,6 +43,19 @@ __all__ = [
 ]
 
 
+def _add_shortcut(block, residual, y):
+    """``y`` plus the block's input (through a strided 1×1 projection ``conv_proj``/``norm_proj``
+    where the shapes differ), then ReLU unless ``block.last_relu`` is off. Called inside the
+    block's ``nn.compact`` ``__call__``, so the projection's parameters belong to the block."""
+    if residual.shape != y.shape:
+        residual = block.conv(
+            y.shape[-1], (1, 1), (block.strides, block.strides), name="conv_proj"
+        )(residual)
+        residual = block.norm(name="norm_proj")(residual)
+    y = residual + y
+    return nn.relu(y) if block.last_relu else y
+
+
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions (ResNet-18/34 and the small CIFAR ResNets)."""
 
@@ -59,13 +72,7 @@ class BasicBlock(nn.Module):
         y = nn.relu(self.norm()(y))
         y = self.conv(self.filters, (3, 3))(y)
         y = self.norm(scale_init=nn.initializers.zeros_init())(y)
-        if residual.shape != y.shape:
-            residual = self.conv(
-                self.filters, (1, 1), (self.strides, self.strides), name="conv_proj"
-            )(residual)
-            residual = self.norm(name="norm_proj")(residual)
-        y = residual + y
-        return nn.relu(y) if self.last_relu else y
+        return _add_shortcut(self, residual, y)
 
 
 class BottleneckBlock(nn.Module):
@@ -84,13 +91,7 @@ class BottleneckBlock(nn.Module):
         y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), (self.strides, self.strides))(y)))
         y = self.conv(self.filters * 4, (1, 1))(y)
         y = self.norm(scale_init=nn.initializers.zeros_init())(y)
-        if residual.shape != y.shape:
-            residual = self.conv(
-                self.filters * 4, (1, 1), (self.strides, self.strides), name="conv_proj"
-            )(residual)
-            residual = self.norm(name="norm_proj")(residual)
-        y = residual + y
-        return nn.relu(y) if self.last_relu else y
+        return _add_shortcut(self, residual, y)
 
 
 class ResNet(nn.Module):

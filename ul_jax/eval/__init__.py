@@ -3,7 +3,7 @@
 Modules:
   job     -- :func:`evaluate_run` ``(workdir) → dict``: accuracy (incl. many/medium/few),
              calibration, neural collapse and OOD detection of a checkpoint; :data:`CONVENTIONS`.
-  io      -- eval file names, the atomic JSON write, :func:`load_eval`.
+  io      -- eval file names, :func:`to_jsonable`, :func:`load_eval`.
   format  -- :func:`format_eval` (one run), :func:`format_report` (Table 2/3-style comparison),
              :func:`run_label`.
 
@@ -13,8 +13,9 @@ here). Command-line front ends: ``python -m launch.evaluate`` and ``python -m la
 
 from ul_jax.data.ood import OOD_SETS, OODSet, check_ood_names, load_ood_images, resize_images
 from ul_jax.eval.format import format_eval, format_report, run_label
-from ul_jax.eval.io import EVAL_FORMAT_VERSION, checkpoint_steps, eval_filename, load_eval
+from ul_jax.eval.io import EVAL_FORMAT_VERSION, eval_filename, load_eval
 from ul_jax.eval.job import CONVENTIONS, ENERGY_TEMPERATURE, SCORE_NAMES, evaluate_run
+from ul_jax.train.checkpoint import checkpoint_steps
 
 __all__ = [
     "EVAL_FORMAT_VERSION",

@@ -1,4 +1,5 @@
-"""Eval files: their names, the atomic JSON write and :func:`load_eval`."""
+"""Eval files: their names, :func:`to_jsonable` and :func:`load_eval` (written with
+:func:`ul_jax.io.write_json_atomic`)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ import numpy as np
 __all__ = [
     "EVAL_FORMAT_VERSION",
     "eval_filename",
-    "checkpoint_steps",
     "load_eval",
     "to_jsonable",
-    "write_json",
 ]
 
 EVAL_FORMAT_VERSION = 1
@@ -25,16 +24,6 @@ EVAL_FORMAT_VERSION = 1
 def eval_filename(step: int | None) -> str:
     """``eval.json`` for the latest checkpoint, ``eval_step<k>.json`` for a requested step."""
     return "eval.json" if step is None else f"eval_step{int(step)}.json"
-
-
-# NOTE(issue 12): ul_jax.checkpoint (Checkpointer.all_steps) lists checkpoint steps too; the train
-# restructuring dedups the two (this one must create nothing and needs no Checkpointer).
-def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
-    """Steps of the finished checkpoints in ``workdir/checkpoints`` (sorted; nothing is created)."""
-    d = Path(workdir) / "checkpoints"
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def to_jsonable(x: Any) -> Any:
@@ -53,14 +42,6 @@ def to_jsonable(x: Any) -> Any:
         x = float(x)
         return x if math.isfinite(x) else None
     return x
-
-
-def write_json(path: Path, obj: dict) -> None:
-    """Writes ``obj`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def load_eval(path: str | os.PathLike) -> dict:

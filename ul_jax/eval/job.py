@@ -51,15 +51,9 @@ import numpy as np
 from ul_jax import data as uldata
 from ul_jax import metrics as ulm
 from ul_jax.data.ood import check_ood_names, load_ood_images
-from ul_jax.data.registry import is_streamed
 from ul_jax.eval.format import run_label
-from ul_jax.eval.io import (
-    EVAL_FORMAT_VERSION,
-    checkpoint_steps,
-    eval_filename,
-    to_jsonable,
-    write_json,
-)
+from ul_jax.eval.io import EVAL_FORMAT_VERSION, eval_filename, to_jsonable
+from ul_jax.io import write_json_atomic
 from ul_jax.train import (
     classifier_weights,
     load_train_data,
@@ -67,6 +61,7 @@ from ul_jax.train import (
     restore_checkpoint,
     validate_config,
 )
+from ul_jax.train.checkpoint import checkpoint_steps
 
 __all__ = ["ENERGY_TEMPERATURE", "CONVENTIONS", "SCORE_NAMES", "evaluate_run"]
 
@@ -275,33 +270,23 @@ def _ood_scores(ev: _Evaluator, images: np.ndarray) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # metrics
 # --------------------------------------------------------------------------------------------
-def _train_class_counts(config, num_train: int) -> np.ndarray | None:
-    """Training images per class of a long-tailed run (the loop's train split), else ``None``."""
-    d = config.data
-    if d.imbalance_ratio is None or is_streamed(d.name):
+def _train_class_counts(config, data) -> np.ndarray | None:
+    """Training images per class of a long-tailed run (the split the loop trained on, after any
+    validation hold-out: :attr:`ul_jax.train.TrainData.class_counts`), else ``None``."""
+    if config.data.imbalance_ratio is None or data.class_counts is None:
         return None
-    train = uldata.load_dataset(
-        d.name,
-        "train",
-        source=d.source,
-        data_dir=d.data_dir,
-        image_size=d.image_size,
-        seed=d.seed,
-        imbalance_ratio=d.imbalance_ratio,
-        imbalance_kind=d.imbalance_kind,
-    )
-    counts = train.class_counts()
-    if int(counts.sum()) != int(num_train):
+    counts = np.asarray(data.class_counts)
+    if int(counts.sum()) != int(data.num_train):
         raise RuntimeError(
             f"the long-tailed train split has {int(counts.sum())} images but the "
-            f"training data of the run has {num_train}"
+            f"training data of the run has {data.num_train}"
         )
     return counts
 
 
 def _classification(cls_state, config, data) -> tuple[dict, np.ndarray | None]:
     """The finalized classification/calibration metrics and the long-tailed train counts."""
-    train_counts = _train_class_counts(config, data.num_train)
+    train_counts = _train_class_counts(config, data)
     ranges = (
         "mislas"
         if train_counts is not None and data.num_classes in ulm.MISLAS_CLASS_RANGES
@@ -540,6 +525,6 @@ def evaluate_run(
     figs.files["json"] = fname
     result["seconds"] = time.perf_counter() - t0
     result = to_jsonable(result)
-    write_json(out_dir / fname, result)
+    write_json_atomic(out_dir / fname, result)
     result["path"] = str(out_dir / fname)
     return result

@@ -31,6 +31,16 @@ def check_finite(arr: np.ndarray, name: str) -> None:
         )
 
 
+def _finite_float(arr: np.ndarray, name: str) -> np.ndarray:
+    """``arr`` as a float array (integers and booleans → float64, floats kept), checked finite."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+            raise ValueError(f"{name} must be numeric; got {name}.dtype={arr.dtype}")
+        arr = arr.astype(np.float64)
+    check_finite(arr, name)
+    return arr
+
+
 def float_matrix(x, name: str, *, min_cols: int = 1) -> np.ndarray:
     """A finite ``(n, k)`` float array with ``n ≥ 1`` and ``k ≥ min_cols`` (dtype kept if float)."""
     arr = to_numpy(x, name)
@@ -40,12 +50,7 @@ def float_matrix(x, name: str, *, min_cols: int = 1) -> np.ndarray:
         raise ValueError(f"{name} must have at least one row; got {name}.shape={arr.shape}")
     if arr.shape[1] < min_cols:
         raise ValueError(f"{name} needs at least {min_cols} columns; got {name}.shape={arr.shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-            raise ValueError(f"{name} must be numeric; got {name}.dtype={arr.dtype}")
-        arr = arr.astype(np.float64)
-    check_finite(arr, name)
-    return arr
+    return _finite_float(arr, name)
 
 
 def float_vector(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
@@ -55,12 +60,7 @@ def float_vector(x, name: str, *, allow_empty: bool = False) -> np.ndarray:
         raise ValueError(f"{name} must be 1-D (n,); got {name}.shape={arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty; need at least one value")
-    if not np.issubdtype(arr.dtype, np.floating):
-        if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
-            raise ValueError(f"{name} must be numeric; got {name}.dtype={arr.dtype}")
-        arr = arr.astype(np.float64)
-    check_finite(arr, name)
-    return arr
+    return _finite_float(arr, name)
 
 
 def int_labels(labels, n: int, num_classes: int | None, name: str = "labels") -> np.ndarray:

@@ -13,9 +13,11 @@ Modules:
   summaries   -- :func:`evaluate` over a split, batch-metric averages.
   validate    -- :func:`validate_config` (``ValueError`` naming the bad field, before any compute).
   writers     -- ``metrics.jsonl`` and TensorBoard event files without TensorFlow.
+  cli         -- the body of ``python -m launch.train`` (flag errors, exit codes 0/1/3/75,
+                 multi-host runtime); imported by the CLI only.
 
 The config schema (every field, its checks, docs and resume rule) is :mod:`ul_jax.config`;
-configs are in ``configs/``; the CLI is ``python -m launch.train``. Resume, fallback and
+configs are in ``configs/``; the CLI is ``python -m launch.train`` (:mod:`ul_jax.train.cli`). Resume, fallback and
 preemption guarantees: ``docs/RELIABILITY.md``.
 """
 

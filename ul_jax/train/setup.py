@@ -18,6 +18,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ul_jax import data as uldata
 from ul_jax.config import get_field
@@ -62,6 +63,9 @@ class TrainData:
     eval_batches: Callable[[uldata.BatchLayout], Iterator[dict]]
     num_val: int = 0  # held-out validation examples (0: no validation split)
     val_batches: Callable[[uldata.BatchLayout], Iterator[dict]] | None = None
+    # training images per class (in-memory sets; None for streamed ones): the many/medium/few
+    # groups of a long-tailed run come from the split that was actually trained on
+    class_counts: np.ndarray | None = None
 
 
 def load_train_data(config) -> TrainData:
@@ -126,6 +130,7 @@ def load_train_data(config) -> TrainData:
         ),
         lambda layout: uldata.eval_batches(test.images, test.labels, layout),
         num_val=0 if val is None else len(val),
+        class_counts=train.class_counts(),
         val_batches=None
         if val is None
         else (lambda layout: uldata.eval_batches(val.images, val.labels, layout)),

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ul_jax.io import write_text_atomic
+
 __all__ = [
     "JsonlWriter",
     "EventFileWriter",
@@ -67,11 +69,8 @@ class JsonlWriter:
 
     def __init__(self, path: str | os.PathLike, resume_step: int = 0):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_jsonl(self.path) if int(r.get("step", -1)) <= resume_step]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
         self.last_step = max((int(r["step"]) for r in kept), default=-1)
         self._f = open(self.path, "a")
 
