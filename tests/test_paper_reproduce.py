@@ -617,3 +617,16 @@ def test_paper_package_imports_no_config_module():
         "cpu_long2",
         "paper",
     }
+
+
+def test_update_docs_reference_table_without_verdict(tmp_path):
+    """A section without a verdict (the λ-convention table) fills its block and appends no
+    verdict line; an unknown section name is appended under its own name."""
+    doc = tmp_path / "D.md"
+    doc.write_text("x\n<!-- BEGIN s:conventions -->\nold\n<!-- END s:conventions -->\n")
+    sec = {"table": "| a |", "verdict": "", "figures": []}
+    rp.update_docs(doc, "s", {"conventions": sec, "other": {**sec, "verdict": "v"}}, tmp_path)
+    text = doc.read_text()
+    assert "| a |" in text and "old" not in text
+    assert "Verdict (conventions)" not in text
+    assert "### other: other" in text and "<!-- VERDICT s:other -->v<!-- /VERDICT -->" in text

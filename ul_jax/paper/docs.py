@@ -81,13 +81,13 @@ def update_docs(
             i, j = text.index(b) + len(b), text.index(e)
             text = text[:i] + "\n" + body + text[j:]
         else:
-            appended.append(f"### {claim}: {CLAIMS[claim]}\n\n{b}\n{body}{e}\n")
+            appended.append(f"### {claim}: {CLAIMS.get(claim, claim)}\n\n{b}\n{body}{e}\n")
         vo = _verdict_open(suite, claim)
         if vo in text and VERDICT_CLOSE in text[text.index(vo) :]:
             i = text.index(vo) + len(vo)
             j = text.index(VERDICT_CLOSE, i)
             text = text[:i] + sec["verdict"] + text[j:]
-        else:
+        elif sec["verdict"]:  # a section without a verdict (a reference table) gets none
             appended.append(f"Verdict ({claim}): {vo}{sec['verdict']}{VERDICT_CLOSE}\n")
     if appended:
         text = text.rstrip("\n") + f"\n\n## Results: suite {suite}\n\n" + "\n".join(appended)
