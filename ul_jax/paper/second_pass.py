@@ -161,6 +161,13 @@ def _mean_eval(e: Mapping, key: str = "eval/accuracy") -> float | None:
     return float(np.mean(acc)) if acc else None
 
 
+def _areas(res: Mapping, name: str) -> list[float]:
+    """Mean test top-1 over the evaluations (the area under the accuracy curve: a speed
+    measure), per finished seed of run ``name``."""
+    vals = (_mean_eval(e) for e in res[name]["seeds"].values() if e.get("status") == "complete")
+    return [a for a in vals if a is not None]
+
+
 def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The FNPAL-scale table (s × RLR) and the RLR verdict at fixed and at tuned s."""
     rows = [
@@ -174,15 +181,7 @@ def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     best = {v: select(res, rs) for v, rs in by_var.items()}
     for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
         fin = _finals(res, r.name)
-        area = [
-            a
-            for a in (
-                _mean_eval(e)
-                for e in res[r.name]["seeds"].values()
-                if e.get("status") == "complete"
-            )
-            if a is not None
-        ]
+        area = _areas(res, r.name)
         mark = " **← selected on val**" if best.get(r.variant) is r else ""
         rows.append(
             f"| {r.overrides.get('head.scale', 1.0):g} | {_label(r.variant)} | "
@@ -196,24 +195,7 @@ def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         fa, fb = _col(_finals(res, a.name), "top1"), _col(_finals(res, b.name), "top1")
         if not fa or not fb:
             return
-        aa = [
-            x
-            for x in (
-                _mean_eval(e)
-                for e in res[a.name]["seeds"].values()
-                if e.get("status") == "complete"
-            )
-            if x is not None
-        ]
-        ab = [
-            x
-            for x in (
-                _mean_eval(e)
-                for e in res[b.name]["seeds"].values()
-                if e.get("status") == "complete"
-            )
-            if x is not None
-        ]
+        aa, ab = _areas(res, a.name), _areas(res, b.name)
         parts.append(
             f"{what}: RLR − no RLR = {100 * (mean_std(fb)[0] - mean_std(fa)[0]):+.2f} "
             f"pts final test top-1, {100 * (mean_std(ab)[0] - mean_std(aa)[0]):+.2f} "
@@ -397,15 +379,7 @@ def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     tops = {}
     for r in runs:
         fin = _finals(res, r.name)
-        area = [
-            a
-            for a in (
-                _mean_eval(e)
-                for e in res[r.name]["seeds"].values()
-                if e.get("status") == "complete"
-            )
-            if a is not None
-        ]
+        area = _areas(res, r.name)
         tops[r.variant] = _col(fin, "top1")
         rows.append(
             f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | "
