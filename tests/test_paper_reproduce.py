@@ -615,6 +615,8 @@ def test_paper_package_imports_no_config_module():
         "cpu_sweep",
         "cpu_scale",
         "cpu_long2",
+        "cpu_lt_sweep",
+        "cpu_lt",
         "paper",
     }
 
