@@ -58,6 +58,7 @@ def base_config() -> ConfigDict:
     c.data.imbalance_kind = "exp"
     c.data.seed = 0
     c.data.validation_per_class = 0
+    c.data.train_per_class = 0  # k > 0: at most k images of the largest class (n_max)
     c.data.augment = "crop_flip"
     c.data.crop_padding = 4
     c.data.num_threads = config_dict.placeholder(int)

@@ -151,6 +151,8 @@ def test_top1_equals_training_loop_eval(run, result):
     assert c["num_examples"] == out["eval/count"] == 450
     assert c["top1"] == pytest.approx(out["eval/accuracy"], abs=1e-6)
     assert result["train_loop_eval"]["accuracy"] == pytest.approx(out["eval/accuracy"], abs=1e-12)
+    # the loop's in-training ECE (binned sums in eval_step) is the evaluation job's ECE
+    assert out["eval/ece"] == pytest.approx(result["calibration"]["ece"], abs=1e-6)
 
 
 def test_accuracy_and_calibration_match_all_at_once(result, direct):

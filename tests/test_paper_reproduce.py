@@ -617,6 +617,7 @@ def test_paper_package_imports_no_config_module():
         "cpu_long2",
         "cpu_lt_sweep",
         "cpu_lt",
+        "cpu_calib",
         "paper",
     }
 

@@ -344,3 +344,25 @@ def test_validation_split_is_balanced_disjoint_and_evaluated(tmp_path):
     c.data.validation_per_class = -1
     with pytest.raises(ValueError, match="data.validation_per_class"):
         train_and_evaluate(c, tmp_path / "bad")
+
+
+def test_train_per_class_caps_the_train_split_after_the_hold_out(tmp_path):
+    """``data.train_per_class = k``: a balanced subset of k per class (no imbalance ratio), or
+    the long-tailed profile with n_max = k; drawn after the validation hold-out, disjoint from
+    it; too large a k fails naming the field."""
+    from ul_jax.train.setup import load_train_data
+
+    c = tiny_config("ce", **{"data.validation_per_class": 5, "data.train_per_class": 20})
+    d = load_train_data(c)
+    np.testing.assert_array_equal(d.class_counts, 20)
+    assert d.num_train == 200 and d.num_val == 50
+    c.data.imbalance_ratio = 10.0
+    lt = load_train_data(c)
+    np.testing.assert_array_equal(lt.class_counts, [20, 15, 11, 9, 7, 5, 4, 3, 2, 2])
+    assert lt.num_train == 78
+    c.data.imbalance_ratio, c.data.train_per_class = None, 10_000
+    with pytest.raises(ValueError, match="data.train_per_class=10000"):
+        load_train_data(c)
+    c.data.train_per_class = -3
+    with pytest.raises(ValueError, match="data.train_per_class"):
+        train_and_evaluate(c, tmp_path / "bad")

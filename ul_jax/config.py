@@ -184,6 +184,15 @@ FIELDS: tuple[Field, ...] = (
         integer(0, "an integer >= 0 (0: no validation split)"),
         optional=True,
     ),
+    F(
+        "data.train_per_class",
+        "int",
+        0,
+        "k > 0: train on at most k images of the largest class (the long-tailed profile's "
+        "n_max); without data.imbalance_ratio a balanced subset of k per class (0: all)",
+        integer(0, "an integer >= 0 (0: every available image)"),
+        optional=True,
+    ),
     F("data.augment", "str", "crop_flip", "on-device augmentation", one_of(AUGMENTS)),
     F("data.crop_padding", "int", 4, "zero padding before the random crop", integer(0)),
     F("data.num_threads", "int | None", None, "ImageNet decode threads (None: automatic)"),

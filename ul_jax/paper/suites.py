@@ -274,6 +274,34 @@ LT_RUNS = tuple(
 )
 REPORT_LT_RUNS = LT_SWEEP_RUNS + LT_RUNS
 
+# ``--suite cpu_calib`` (calibration where it lives, claim 4's ECE): CE vs CE+EFR trained into
+# the terminal phase — a balanced subset of 100 images per class (``data.train_per_class``,
+# drawn after the 500-per-class hold-out) for 200 epochs (1,563 steps), ResNet-8 at width ×1
+# (16/32/64 channels; ×0.5 cannot fit the augmented subset), ECE with 15 bins on the
+# validation split (``val/ece``) to choose λ and on the test set for the result.
+CALIB_PER_CLASS = 100
+CALIB_STEPS = -(-200 * 10 * CALIB_PER_CLASS // 128)  # 1,563
+CALIB_CE_LAMBDAS = (5e-4, 2.5e-3, 1.25e-2)
+CALIB_RUNS = tuple(
+    Run(
+        name="cal_ce" + (f"_efr_lam{_lam_name(lam)}" if lam else ""),
+        config=f"{_CFG}:{'ce_efr' if lam else 'ce'},full",
+        claims=("calib",),
+        setting="full_val_c100",
+        variant="ce_efr" if lam else "ce",
+        ood=(),
+        overrides={
+            **_VAL,
+            "data.train_per_class": CALIB_PER_CLASS,
+            "model.width_multiplier": 1.0,
+            "objective.efr_weight": float(lam),
+            "num_train_steps": CALIB_STEPS,
+            "eval_every": 391,
+        },
+    )
+    for lam in (0.0, *CALIB_CE_LAMBDAS)
+)
+
 
 # ============================================================================================
 # ``--suite paper``: the paper's settings (accelerators; needs CIFAR-100 and SVHN through
@@ -340,7 +368,8 @@ SUITES: dict[str, tuple[tuple[Run, ...], str, tuple[Run, ...]]] = {
     "cpu_sweep": (SWEEP_RUNS, "cpu2", REPORT2_RUNS),
     "cpu_scale": (SCALE_RUNS, "cpu2", REPORT2_RUNS),
     "cpu_long2": (LONG2_RUNS, "cpu2", REPORT2_RUNS),
-    "cpu_lt_sweep": (LT_SWEEP_RUNS, "cpu_lt", REPORT_LT_RUNS),
-    "cpu_lt": (LT_RUNS, "cpu_lt", REPORT_LT_RUNS),
+    "cpu_lt_sweep": (LT_SWEEP_RUNS, "cpu_lt", REPORT_LT_RUNS + CALIB_RUNS),
+    "cpu_lt": (LT_RUNS, "cpu_lt", REPORT_LT_RUNS + CALIB_RUNS),
+    "cpu_calib": (CALIB_RUNS, "cpu_lt", REPORT_LT_RUNS + CALIB_RUNS),
     "paper": (PAPER_RUNS, "paper", PAPER_RUNS),
 }

@@ -94,22 +94,21 @@ def load_train_data(config) -> TrainData:
         )
     kw = dict(source=d.source, data_dir=d.data_dir, image_size=d.image_size, seed=d.seed)
     per_class = int(get_field(d, "validation_per_class", 0) or 0)
+    n_max = int(get_field(d, "train_per_class", 0) or 0)
+    train = uldata.load_dataset(d.name, "train", **kw)
     val = None
     if per_class > 0:
-        # balanced validation set held out of the full train split; the long-tailed subset (if
-        # any) is drawn from the rest (ul_jax.data.split_validation)
-        full = uldata.load_dataset(d.name, "train", **kw)
-        train, val = uldata.split_validation(full, per_class, d.seed)
-        if d.imbalance_ratio is not None:
-            train = uldata.make_long_tailed(train, d.imbalance_ratio, d.imbalance_kind, d.seed)
-    else:
-        train = uldata.load_dataset(
-            d.name,
-            "train",
-            imbalance_ratio=d.imbalance_ratio,
-            imbalance_kind=d.imbalance_kind,
-            **kw,
-        )
+        # balanced validation set held out of the full train split; the long-tailed / capped
+        # subset (if any) is drawn from the rest (ul_jax.data.split_validation)
+        train, val = uldata.split_validation(train, per_class, d.seed)
+    if d.imbalance_ratio is not None or n_max:
+        ratio = 1.0 if d.imbalance_ratio is None else d.imbalance_ratio
+        try:
+            train = uldata.make_long_tailed(train, ratio, d.imbalance_kind, d.seed, n_max or None)
+        except ValueError as e:
+            if not n_max:
+                raise
+            raise ValueError(f"data.train_per_class={n_max}: {e}") from None
     test = uldata.load_dataset(d.name, "test", **kw)
     if train.num_classes != num_classes(d.name):
         raise ValueError(

@@ -62,6 +62,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ul_jax.data.augment import crop_and_flip, normalize, sample_crop_flip
 from ul_jax.data.pipeline import DATA_AXIS
+from ul_jax.metrics.calibration import DEFAULT_NUM_BINS, bin_index
 from ul_jax.objectives import classification_objective, per_example_loss
 
 __all__ = [
@@ -279,7 +280,10 @@ def eval_step(
     ``count``, ``correct``, ``loss_sum`` (the classification loss), ``feature_norm_sum``,
     ``cos_sum`` (Σ cos(h_i, w_{y_i}) with ``w`` the classifier of :func:`classifier_weights`),
     and per class ``c`` (shape ``(C,)`` / ``(C, p)``): ``class_count``, ``class_norm_sum``
-    (Σ_{y_i=c} ‖h_i‖) and ``class_feature_sum`` (Σ_{y_i=c} h_i, for the class means)."""
+    (Σ_{y_i=c} ‖h_i‖) and ``class_feature_sum`` (Σ_{y_i=c} h_i, for the class means); and the
+    reliability-diagram sums over the 15 max-softmax confidence bins of
+    :mod:`ul_jax.metrics.calibration` (shape ``(15,)``): ``calib_count``, ``calib_correct``,
+    ``calib_conf_sum`` (for the ECE, eq. 103)."""
     images = normalize(batch["image"], cfg.mean, cfg.std)
     labels = batch["label"].astype(jnp.int32)
     logits, features = model.apply(state.variables(), images, train=False)
@@ -292,15 +296,21 @@ def eval_step(
     w_y = w.T[labels]  # (B, p)
     cos = jnp.sum(h * w_y, -1) / jnp.maximum(norms * jnp.linalg.norm(w_y, axis=-1), 1e-30)
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]  # (B, C)
+    right = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    conf = jnp.max(jax.nn.softmax(logits, -1), -1)
+    in_bin = jax.nn.one_hot(bin_index(conf), DEFAULT_NUM_BINS, dtype=jnp.float32) * m[:, None]
     return {
         "count": jnp.sum(m),
-        "correct": jnp.sum(m * (jnp.argmax(logits, -1) == labels)),
+        "correct": jnp.sum(m * right),
         "loss_sum": jnp.sum(m * per_ex),
         "feature_norm_sum": jnp.sum(m * norms),
         "cos_sum": jnp.sum(m * cos),
         "class_count": jnp.sum(onehot, 0),
         "class_norm_sum": onehot.T @ norms,
         "class_feature_sum": onehot.T @ h,
+        "calib_count": jnp.sum(in_bin, 0),
+        "calib_correct": in_bin.T @ right,
+        "calib_conf_sum": in_bin.T @ conf,
     }
 
 

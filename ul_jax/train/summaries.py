@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ul_jax import data as uldata
+from ul_jax.metrics.calibration import CalibrationBins, bin_edges
 from ul_jax.train.step import host_sums
 
 __all__ = ["BATCH_METRICS", "evaluate", "theorem6_scale_from", "summarize"]
@@ -38,6 +39,7 @@ def evaluate(
     """Accuracy, mean loss, mean feature norm and the mechanism diagnostics over every (masked)
     example of ``batches``, keys ``<prefix>/...``:
 
+    * ``ece``: the expected calibration error (15 bins, eq. 103; as the evaluation job's);
     * ``cos_feature_prototype``: mean cos(h_i, w_{y_i});
     * ``class_feature_norm``: the per-class mean ‖h‖ (a list of C; NaN for an absent class);
     * with ``theorem6_scale = (1+γ)/(2λB)`` (UL with fixed prototypes and EFR λΣ_batch‖h‖², see
@@ -55,6 +57,10 @@ def evaluate(
         f"{prefix}/feature_norm": s["feature_norm_sum"] / n,
         f"{prefix}/count": int(s["count"]),
     }
+    if "calib_count" in s and s["count"] > 0:
+        out[f"{prefix}/ece"] = CalibrationBins(
+            bin_edges(), s["calib_count"], s["calib_correct"], s["calib_conf_sum"]
+        ).ece
     if "class_count" not in s:
         return out
     cnt = s["class_count"]

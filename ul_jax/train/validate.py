@@ -70,9 +70,9 @@ def _check_dataset_rules(config: Any) -> None:
             augment,
             f"'none' for {name} (random-resized-crop + flip run on the host loader)",
         )
-    vpc = get_field(config, "data.validation_per_class", 0)
-    if vpc:
-        raise bad_value("data.validation_per_class", vpc, f"0 for data.name={name!r} (streamed)")
+    for field in ("data.validation_per_class", "data.train_per_class"):
+        if v := get_field(config, field, 0):
+            raise bad_value(field, v, f"0 for data.name={name!r} (streamed)")
 
 
 def _check_head_rules(config: Any, num_classes: int) -> None:
