@@ -633,3 +633,80 @@ def test_update_docs_reference_table_without_verdict(tmp_path):
     assert "| a |" in text and "old" not in text
     assert "Verdict (conventions)" not in text
     assert "### other: other" in text and "<!-- VERDICT s:other -->v<!-- /VERDICT -->" in text
+
+
+# --------------------------------------------------------------------------------------------
+# the long-tailed part of the second pass: λ sweep, long runs (partial rows), calibration pair
+# --------------------------------------------------------------------------------------------
+_LT = {**_VAL, "data.imbalance_ratio": 10.0}
+_CAL = {**_VAL, "data.train_per_class": 30}
+MICRO_LT = (
+    rp.Run("lts_ul_pal", "configs/digits.py:ul_pal", ("lt_sweep",), "lt", "ul_pal", overrides=_LT),
+    rp.Run(
+        "lts_ul_pal_efr_lam1e-3",
+        "configs/digits.py:ul_pal_efr",
+        ("lt_sweep",),
+        "lt",
+        "ul_pal_efr",
+        overrides={**_LT, "objective.efr_weight": 1e-3},
+    ),
+    rp.Run("lt_ce", "configs/digits.py:ce", ("lt",), "lt", "ce", overrides=_LT),
+    rp.Run("cal_ce", "configs/digits.py:ce", ("calib",), "c", "ce", overrides=_CAL),
+    rp.Run(
+        "cal_ce_efr_lam1e-2",
+        "configs/digits.py:ce_efr",
+        ("calib",),
+        "c",
+        "ce_efr",
+        overrides={**_CAL, "objective.efr_weight": 1e-2},
+    ),
+)
+
+
+def test_long_tailed_report_end_to_end(tmp_path):
+    """The LT / calibration sections from real (tiny) runs: per-class groups, ECE chosen on
+    validation, a run still training shown as a partial row, both figures drawn."""
+    from ul_jax.paper import long_tail
+
+    out, figs = tmp_path / "runs", tmp_path / "figs"
+    res = rp.run_suite(MICRO_LT, out, seeds=(0,), suite="microlt", fig_dir=figs, docs=None)
+    assert res["failed"] == [] and len(res["ran"]) == 5
+    payload = json.loads((figs / "results_microlt.json").read_text())
+    runs = payload["runs"]
+    # val/ece is logged and the calibration selection takes the lowest validation ECE
+    vece = {n: runs[n]["seeds"]["0"]["curves"]["val/ece"][-1] for n in ("cal_ce_efr_lam1e-2",)}
+    assert 0 <= vece["cal_ce_efr_lam1e-2"] <= 1
+    calib = payload["claims"]["calib"]
+    assert "chosen on validation ECE" in calib["verdict"] and "train accuracy" in calib["verdict"]
+    lt = payload["claims"]["lt"]
+    row = next(x for x in lt["table"].splitlines() if x.startswith("| lt_ce"))
+    assert row.count("|") == 14 and "partial" not in row
+    summary = runs["lt_ce"]["seeds"]["0"]["summary"]
+    assert len(summary["per_class"]) == 10 and summary["groups"]["few"] is not None
+    per_class_norm = runs["lt_ce"]["seeds"]["0"]["curves"]["eval/class_feature_norm"][-1]
+    assert isinstance(per_class_norm, list) and len(per_class_norm) == 10
+    assert (figs / "microlt_lt_classes.png").stat().st_size > 1000
+    assert (figs / "microlt_calib_reliability.png").stat().st_size > 1000
+    # a run that is still training (no status file yet) is a partial row, never a finished one
+    fake = {
+        "lt_ce": {
+            "seeds": {
+                "0": {
+                    "status": "in progress",
+                    "total_steps": 17446,
+                    "curves": {"step": [1000, 2000], "eval/accuracy": [0.3, 0.41]},
+                }
+            }
+        }
+    }
+    table, verdict = long_tail.lt_section(fake, [MICRO_LT[2]], [0])
+    assert "partial: step 2,000/17,446, last test top-1 41.00 %" in table
+    assert verdict.startswith("pending")
+    # selection by the lowest validation ECE ignores the test set
+    r0, r1 = MICRO_LT[3], MICRO_LT[4]
+
+    def entry(ece, test):
+        return {"status": "complete", "summary": {"top1": test}, "curves": {"val/ece": [ece]}}
+
+    fake = {r0.name: {"seeds": {"0": entry(0.05, 0.9)}}, r1.name: {"seeds": {"0": entry(0.2, 1)}}}
+    assert long_tail.select_min(fake, [r0, r1], "val/ece") is r0

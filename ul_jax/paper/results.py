@@ -104,8 +104,17 @@ def _curves(workdir: Path, keys: Sequence[str]) -> dict[str, list]:
         out["step"].append(r.get("step"))
         for k in keys:
             v = r.get(k)
-            out[k].append(float(v) if isinstance(v, (int, float)) else None)
+            out[k].append(_number_or_list(v))
     return out
+
+
+def _number_or_list(v: Any) -> float | list[float] | None:
+    """A logged value as a float, a per-class list as a list of floats, anything else None."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, list) and all(isinstance(x, (int, float)) for x in v):
+        return [float(x) for x in v]
+    return None
 
 
 def _summary(ev: Mapping) -> dict:
@@ -113,6 +122,7 @@ def _summary(ev: Mapping) -> dict:
     groups = cls.get("index_groups") or cls.get("shot_groups") or {}
     s: dict[str, Any] = {
         "top1": cls.get("top1"),
+        "per_class": cls.get("per_class_accuracy"),
         "ece": ev["calibration"]["ece"],
         "mce": ev["calibration"]["mce"],
         "groups": {k: groups.get(k) for k in ("many", "medium", "few")} if groups else None,
