@@ -155,6 +155,13 @@ def test_top1_equals_training_loop_eval(run, result):
     assert out["eval/ece"] == pytest.approx(result["calibration"]["ece"], abs=1e-6)
 
 
+def test_prediction_share_equals_the_direct_argmax_histogram(run, direct):
+    _, out = run
+    pred = np.argmax(direct["logits"], -1)
+    want = np.bincount(pred, minlength=10) / len(pred)
+    np.testing.assert_allclose(out["eval/class_prediction_share"], want, atol=1e-9)
+
+
 def test_accuracy_and_calibration_match_all_at_once(result, direct):
     z, y = direct["logits"], direct["labels"]
     c = result["classification"]

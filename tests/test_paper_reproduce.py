@@ -680,7 +680,7 @@ def test_long_tailed_report_end_to_end(tmp_path):
     assert "chosen on validation ECE" in calib["verdict"] and "train accuracy" in calib["verdict"]
     lt = payload["claims"]["lt"]
     row = next(x for x in lt["table"].splitlines() if x.startswith("| lt_ce"))
-    assert row.count("|") == 14 and "partial" not in row
+    assert row.count("|") == 15 and "partial" not in row
     summary = runs["lt_ce"]["seeds"]["0"]["summary"]
     assert len(summary["per_class"]) == 10 and summary["groups"]["few"] is not None
     per_class_norm = runs["lt_ce"]["seeds"]["0"]["curves"]["eval/class_feature_norm"][-1]

@@ -42,7 +42,13 @@ from ul_jax.paper.second_pass import (
 )
 
 # in-loop keys these sections read (the report adds them to the collected curves)
-CURVE_KEYS = ("train/accuracy", "val/ece", "eval/ece", "eval/class_feature_norm")
+CURVE_KEYS = (
+    "train/accuracy",
+    "val/ece",
+    "eval/ece",
+    "eval/class_feature_norm",
+    "eval/class_prediction_share",
+)
 FAR_OOD = "digits_far_ood"
 
 
@@ -125,13 +131,23 @@ def _head_tail(res: Mapping, name: str) -> list[float]:
     return out
 
 
+def _head_share(res: Mapping, name: str) -> list[float]:
+    """Per seed: the share of (balanced) test predictions that go to the 3 head classes."""
+    out = []
+    for f in _finals(res, name):
+        v = f.get("eval/class_prediction_share")
+        if isinstance(v, list) and len(v) == NUM_CLASSES:
+            out.append(float(np.sum(v[:3])))
+    return out
+
+
 def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The 200-epoch CIFAR-10-LT table (finished seeds; in-progress runs as partial rows)."""
     rows = [
         "| run | λ_b | test top-1 (%) | many (%) | medium (%) | few (%) | ECE (%) | MCE (%) | "
         "far-OOD AUROC MSP / energy / ‖h‖ (%) | val top-1 (%) | final train acc (%) | "
-        "‖h‖ head/tail | n |",
-        "|" + "---|" * 13,
+        "‖h‖ head/tail | test predictions in the 3 head classes (%; balanced: 30) | n |",
+        "|" + "---|" * 14,
     ]
     tops = {}
     for r in runs:
@@ -140,7 +156,7 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         tops[r.variant] = top
         if not fin:
             p = _partial(res, r.name) or "not run"
-            rows.append(f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | {p} |" + " |" * 10)
+            rows.append(f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | {p} |" + " |" * 11)
             continue
         ood = " / ".join(
             _fmt(_auroc(res, r.name, s), True) for s in ("msp", "energy", "feature_norm")
@@ -152,7 +168,7 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             f"{_fmt(_summ(res, r.name, lambda s: s['mce']), True)} | {ood} | "
             f"{_fmt(_col(fin, 'val/accuracy'), True)} | "
             f"{_fmt(_col(fin, 'train/accuracy'), True)} | {_fmt(_head_tail(res, r.name))} | "
-            f"{len(fin)} |"
+            f"{_fmt(_head_share(res, r.name), True)} | {len(fin)} |"
         )
     parts = []
     for a, b in (

@@ -283,7 +283,7 @@ def eval_step(
     (Σ_{y_i=c} ‖h_i‖) and ``class_feature_sum`` (Σ_{y_i=c} h_i, for the class means); and the
     reliability-diagram sums over the 15 max-softmax confidence bins of
     :mod:`ul_jax.metrics.calibration` (shape ``(15,)``): ``calib_count``, ``calib_correct``,
-    ``calib_conf_sum`` (for the ECE, eq. 103)."""
+    ``calib_conf_sum`` (for the ECE, eq. 103); ``pred_count`` ``(C,)``: predictions per class."""
     images = normalize(batch["image"], cfg.mean, cfg.std)
     labels = batch["label"].astype(jnp.int32)
     logits, features = model.apply(state.variables(), images, train=False)
@@ -296,7 +296,8 @@ def eval_step(
     w_y = w.T[labels]  # (B, p)
     cos = jnp.sum(h * w_y, -1) / jnp.maximum(norms * jnp.linalg.norm(w_y, axis=-1), 1e-30)
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]  # (B, C)
-    right = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    pred = jnp.argmax(logits, -1)
+    right = (pred == labels).astype(jnp.float32)
     conf = jnp.max(jax.nn.softmax(logits, -1), -1)
     in_bin = jax.nn.one_hot(bin_index(conf), DEFAULT_NUM_BINS, dtype=jnp.float32) * m[:, None]
     return {
@@ -311,6 +312,9 @@ def eval_step(
         "calib_count": jnp.sum(in_bin, 0),
         "calib_correct": in_bin.T @ right,
         "calib_conf_sum": in_bin.T @ conf,
+        "pred_count": jnp.sum(
+            jax.nn.one_hot(pred, logits.shape[-1], dtype=jnp.float32) * m[:, None], 0
+        ),
     }
 
 

@@ -40,6 +40,9 @@ def evaluate(
     example of ``batches``, keys ``<prefix>/...``:
 
     * ``ece``: the expected calibration error (15 bins, eq. 103; as the evaluation job's);
+    * ``class_prediction_share``: the fraction of predictions that go to each class (a list
+      of C; 1/C each on a balanced set for a classifier without class bias — a long-tailed
+      model's drift toward its head classes shows here);
     * ``cos_feature_prototype``: mean cos(h_i, w_{y_i});
     * ``class_feature_norm``: the per-class mean ‖h‖ (a list of C; NaN for an absent class);
     * with ``theorem6_scale = (1+γ)/(2λB)`` (UL with fixed prototypes and EFR λΣ_batch‖h‖², see
@@ -61,6 +64,8 @@ def evaluate(
         out[f"{prefix}/ece"] = CalibrationBins(
             bin_edges(), s["calib_count"], s["calib_correct"], s["calib_conf_sum"]
         ).ece
+    if "pred_count" in s:
+        out[f"{prefix}/class_prediction_share"] = [float(x) for x in s["pred_count"] / n]
     if "class_count" not in s:
         return out
     cnt = s["class_count"]
