@@ -7,6 +7,9 @@ Modules:
             training config (model, optimizer and step built exactly as training builds them).
   data   -- ``data_benchmark``: img/s of the CIFAR input pipeline (host gather → device →
             jitted augmentation).
+  plan   -- ``plan_benchmark``: the scale plan of the paper configs from the compiler (memory,
+            FLOPs, collectives per device on 1 and 8 devices; predicted run time per
+            accelerator; largest batch per device) → ``docs/SCALE.md``.
 
 Each figure is reported next to a baseline measured in the same run (these machines are noisy),
 with the device it ran on. :func:`run` runs one of them by name and prints / writes its numbers.
@@ -21,7 +24,7 @@ import jax
 
 __all__ = ["SUITES", "best_time", "run"]
 
-SUITES = ("ufm", "train", "data")
+SUITES = ("ufm", "train", "data", "plan")
 
 
 def best_time(fn, *args, repeats: int = 3) -> float:
@@ -45,6 +48,8 @@ def run(suite: str, *args, json_path: str | None = None, **kwargs) -> dict:
         from ul_jax.bench.train import train_benchmark as fn
     elif suite == "data":
         from ul_jax.bench.data import data_benchmark as fn
+    elif suite == "plan":
+        from ul_jax.bench.plan import plan_benchmark as fn
     else:
         raise ValueError(f"benchmark must be one of {SUITES}; got {suite!r}")
     out = fn(*args, **kwargs)
