@@ -141,6 +141,18 @@ def _head_share(res: Mapping, name: str) -> list[float]:
     return out
 
 
+def _selection_note(res: Mapping, run) -> str:
+    """`` (not the validation choice: λ_b = x was)`` for an EFR run whose λ is not the one the
+    finished λ sweep of its family selects (empty when it is, or when no sweep has finished)."""
+    from ul_jax.paper.suites import LT_SWEEP_RUNS
+
+    fam = [r for r in LT_SWEEP_RUNS if _family(r) == _family(run) and r.name in res]
+    best = select(res, fam) if fam else None
+    if best is None or _lam(run) == 0 or _lam(best) == _lam(run):
+        return ""
+    return f" (not the validation choice: λ_b = {_lam(best):.3g} was)"
+
+
 def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """The 200-epoch CIFAR-10-LT table (finished seeds; in-progress runs as partial rows)."""
     rows = [
@@ -162,7 +174,8 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             _fmt(_auroc(res, r.name, s), True) for s in ("msp", "energy", "feature_norm")
         )
         rows.append(
-            f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | {_fmt(top, True)} | "
+            f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g}{_selection_note(res, r)} | "
+            f"{_fmt(top, True)} | "
             + " | ".join(_fmt(_groups(res, r.name, g), True) for g in ("many", "medium", "few"))
             + f" | {_fmt(_summ(res, r.name, lambda s: s['ece']), True)} | "
             f"{_fmt(_summ(res, r.name, lambda s: s['mce']), True)} | {ood} | "
