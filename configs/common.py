@@ -62,6 +62,7 @@ def base_config() -> ConfigDict:
     c.data.augment = "crop_flip"
     c.data.crop_padding = 4
     c.data.num_threads = config_dict.placeholder(int)
+    c.data.num_workers = 0
 
     c.model = ConfigDict()
     c.model.arch = "resnet18"

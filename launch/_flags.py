@@ -7,14 +7,68 @@
 had before: ``--help``, a ``PROG: error: MESSAGE`` line and exit code 2 on a bad command line, and
 list flags that take several values after one flag name (``--seeds 0 1`` as well as absl's
 ``--seeds 0 --seeds 1``).
+
+``-h`` / ``--help`` exits 0 with the usage, the module docstring as plain text and the flags, for
+every command: :func:`parse` handles it for the in-process ones, :func:`app_flags_parser` for
+those run through ``absl.app.run`` (absl's own ``--help`` exits 1 and prints raw docstrings).
 """
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from absl import flags
+from absl import app, flags
+
+HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull")
+
+
+def wants_help(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` (without the program name) asks for help."""
+    return any(a in HELP_FLAGS for a in argv)
+
+
+def plain(doc: str) -> str:
+    """``doc`` without reStructuredText markup: double backquotes dropped, ``:func:`a.b``` →
+    ``a.b``, ``:func:`~a.b``` → ``b``."""
+    doc = re.sub(r":[a-z]+:`~[\w.]*?(\w+)`", r"\1", doc)
+    doc = re.sub(r":[a-z]+:`([^`]+)`", r"\1", doc)
+    return doc.replace("``", "").strip()
+
+
+def flags_help(fv: flags.FlagValues, names: Sequence[str] | None = None) -> str:
+    """The help text of the flags ``names`` of ``fv`` (default: all but absl's own), one list."""
+    listed = flags.FlagValues()
+    for name in sorted(fv if names is None else names):
+        listed[name] = fv[name]
+    return listed.get_help(prefix="  ", include_special_flags=False)
+
+
+def help_text(usage: str, doc: str, flag_help: str, extra: str = "") -> str:
+    """``usage: …``, the plain docstring, the flags and ``extra``."""
+    parts = [f"usage: {usage}", plain(doc), f"flags:\n{flag_help}"]
+    return "\n\n".join(parts + ([extra.strip()] if extra.strip() else [])) + "\n"
+
+
+def app_flags_parser(
+    usage: str,
+    doc: str,
+    names: Sequence[str],
+    parser: Callable[[list[str]], list[str]] | None = None,
+    extra: Callable[[], str] = lambda: "",
+) -> Callable[[list[str]], list[str]]:
+    """A ``flags_parser`` for ``absl.app.run``: on ``-h`` / ``--help`` prints :func:`help_text`
+    (the flags ``names`` of the global ``FLAGS``, then ``extra()``) to stdout and exits 0;
+    otherwise returns ``parser(argv)`` (default: absl's ``app.parse_flags_with_usage``)."""
+
+    def parse_or_help(argv: list[str]) -> list[str]:
+        if wants_help(argv[1:]):
+            sys.stdout.write(help_text(usage, doc, flags_help(flags.FLAGS, names), extra()))
+            raise SystemExit(0)
+        return (parser or app.parse_flags_with_usage)(argv)
+
+    return parse_or_help
 
 
 def error(prog: str, message) -> None:
@@ -56,9 +110,9 @@ def parse(
     positional arguments in messages (at least one is required); ``None``: none are accepted.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv):
+    if wants_help(argv):
         more = f" {positional} [{positional} ...]" if positional else ""
-        print(f"usage: {prog} [flags]{more}\n\n{doc.strip()}\n\nflags:\n{fv.get_help()}")
+        sys.stdout.write(help_text(f"{prog} [flags]{more}", doc, flags_help(fv)))
         raise SystemExit(0)
     try:
         rest = fv([prog, *expand_lists(argv, lists)])[1:]

@@ -1,6 +1,10 @@
 """Benchmarks: ``python -m launch.bench ufm [--steps N] [--dtype float32|float64] [--json F]``,
 ``python -m launch.bench train [--model resnet18] [--batch 128] [--dtype float32|bfloat16]
-[--variant ul_pal]`` or ``python -m launch.bench data [--source synthetic] [--batch-size 128]``.
+[--variant ul_pal]``, ``python -m launch.bench data [--source synthetic] [--batch-size 128]
+[--dataset imagenet100-synthetic --records 512 --workers 2]`` or
+``python -m launch.bench plan [--devices 1 --devices 8] [--mfu 0.4] [--markdown docs/SCALE.md]``
+(the compiler's memory / FLOP / collective plan of the paper configs; on a CPU the largest
+``--devices`` is forced with ``--xla_force_host_platform_device_count``).
 
 Speed is only measured here, never in tests. Each figure is reported next to a baseline measured
 in the same run (these machines are noisy), with the device it ran on. Everything is done by
@@ -8,16 +12,18 @@ in the same run (these machines are noisy), with the device it ran on. Everythin
 ``--variant`` (CIFAR-10 shapes) with ``--model`` / ``--batch`` / ``--dtype`` set.
 """
 
+import os
 import sys
 
 from absl import flags
 
 from configs import common
 from configs.dynamics import fig1
-from launch._flags import error, parse
+from launch._flags import HELP_FLAGS, error, parse, plain
 from ul_jax import bench
 
 I, S, E = flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_enum
+F, MI, ML = flags.DEFINE_float, flags.DEFINE_multi_integer, flags.DEFINE_multi_enum
 SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all also have --json
     "ufm": [
         (I, "steps", 50_000, "GD steps of the Fig. 1 workload"),
@@ -33,6 +39,14 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
     "data": [
         (
             E,
+            "dataset",
+            "cifar10",
+            ["cifar10", "imagenet100-synthetic"],
+            "CIFAR-10 pipeline, or the ImageNet-100 loaders (grain vs the old thread pool) on "
+            "synthetic JPEG records",
+        ),
+        (
+            E,
             "source",
             "image_folder",
             ["image_folder", "tfds", "synthetic"],
@@ -40,19 +54,37 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
         ),
         (S, "data-dir", None, "data directory of the loader"),
         (I, "batch-size", 128, "global batch size"),
-        (I, "steps", 200, "timed steps"),
-        (I, "warmup", 20, "untimed steps first"),
+        (I, "steps", None, "timed steps (default: 200 for cifar10, 8 for imagenet100-synthetic)"),
+        (I, "warmup", None, "untimed steps first (default: 20, or 2)"),
         (I, "seed", 0, "data and augment seed"),
+        (I, "records", 512, "imagenet100-synthetic: JPEG records written"),
+        (
+            MI,
+            "workers",
+            None,
+            "imagenet100-synthetic: grain worker counts (repeat; default: cpu count)",
+        ),
+        (I, "image-size", 224, "imagenet100-synthetic: crop size"),
+    ],
+    "plan": [
+        (MI, "devices", [1, 8], "device counts to compile for (repeat the flag)"),
+        (ML, "dtypes", ["float32", "bfloat16"], ["float32", "bfloat16"], "model.dtype values"),
+        (F, "mfu", 0.4, "assumed model-FLOP utilization of the predictions"),
+        (S, "markdown", None, "write the tables into this file (e.g. docs/SCALE.md)"),
     ],
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in bench.SUITES:
+    usage = f"usage: python -m launch.bench {{{'|'.join(bench.SUITES)}}} [flags]"
+    if argv and argv[0] in HELP_FLAGS:
         print(
-            f"usage: python -m launch.bench {{{'|'.join(bench.SUITES)}}} [flags]", file=sys.stderr
+            f"{usage}\n\n{plain(__doc__)}\n\nflags of a suite: python -m launch.bench SUITE --help"
         )
+        return 0
+    if not argv or argv[0] not in bench.SUITES:
+        print(usage, file=sys.stderr)
         return 2
     suite, fv, prog = argv[0], flags.FlagValues(), f"python -m launch.bench {argv[0]}"
     for define, name, *rest in SUITE_FLAGS[suite]:
@@ -66,6 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         c = kw["config"] = common.apply_variant(common.base_config(), kw.pop("variant"))
         c.model.arch, c.model.dtype = kw.pop("model"), kw.pop("dtype")
         c.batch_size = kw.pop("batch")
+    elif suite == "data":
+        kw["workers"] = tuple(kw["workers"] or ())
+    elif suite == "plan":
+        kw["device_counts"], kw["dtypes"] = tuple(kw.pop("devices")), tuple(kw["dtypes"])
+        xla = os.environ.get("XLA_FLAGS", "")
+        if "xla_force_host_platform_device_count" not in xla:  # CPU only; before jax starts
+            n = max(kw["device_counts"])
+            os.environ["XLA_FLAGS"] = f"{xla} --xla_force_host_platform_device_count={n}".strip()
     try:
         bench.run(suite, json_path=fv.json, **kw)
     except ValueError as e:

@@ -5,6 +5,7 @@ Any config field can be overridden, e.g. ``--config.steps=5000 --config.out_dir=
 
 from absl import app
 
+from launch._flags import app_flags_parser
 from ul_jax import ufm_figures
 from ul_jax.config import define_config_flag
 
@@ -31,4 +32,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(
+        main,
+        flags_parser=app_flags_parser(
+            "python -m launch.dynamics --config configs/dynamics/FIG.py [--config.FIELD=VALUE ...]",
+            __doc__,
+            ["config"],
+        ),
+    )

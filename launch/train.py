@@ -7,7 +7,8 @@ and the multi-host environment variables: :mod:`ul_jax.train.cli`.
 
 from absl import app, flags
 
-from ul_jax.config import define_config_flag
+from launch._flags import app_flags_parser
+from ul_jax.config import define_config_flag, describe_fields
 from ul_jax.train import cli
 
 _CONFIG = define_config_flag("config", "training config file[:variant] (fields: --config_help)")
@@ -37,5 +38,19 @@ def main(argv):
     )
 
 
+USAGE = (
+    "python -m launch.train --config FILE[:VARIANT] --workdir DIR [--config.FIELD=VALUE ...] "
+    "[flags]"
+)
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    app.run(
+        main,
+        flags_parser=app_flags_parser(
+            USAGE,
+            __doc__,
+            ["config", "workdir", "until_step", "skip_nonfinite", "config_help"],
+            cli.parse_flags,
+            describe_fields,
+        ),
+    )

@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "train": {"config", "data", "io", "models", "objectives", "losses", "prototypes", "metrics"},
     "eval": {"train", "config", "data", "io", "metrics", "models", "objectives", "losses"},
     "bench": {
+        "io",
         "train",
         "config",
         "data",

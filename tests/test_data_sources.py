@@ -1,6 +1,6 @@
 """Sources on small data built here: ImageFolder dirs/tars (reader, cache, errors), sklearn
-digits, tfds through ``tfds.testing.mock_data`` (no TensorFlow), and the ImageNet loader on
-hand-serialized tf.Example records."""
+digits, tfds through ``tfds.testing.mock_data`` (no TensorFlow), and the unprepared-dataset
+errors (the ImageNet-100 loader: ``tests/test_data_imagenet.py``)."""
 
 import importlib.util
 import io
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ul_jax import data
-from ul_jax.data import _cache, image_folder, imagenet, pipeline, tfds_source, transforms
+from ul_jax.data import _cache, image_folder, tfds_source
 from ul_jax.data.dataset import ArrayDataset, select_classes
 
 
@@ -322,99 +322,3 @@ def test_tfds_not_prepared_error(tmp_path):
         match=r"'imagenet2012' \(split 'validation'\) is not prepared.*downloads/manual",
     ):
         data.make_imagenet100_loader("validation", train=False, data_dir=tmp_path / "tfds")
-
-
-# --------------------------------------------------------------------------- ImageNet loader
-def _serialized(image_bytes, label):
-    from tensorflow_datasets.proto import tf_example_pb2
-
-    ex = tf_example_pb2.Example()
-    ex.features.feature["image"].bytes_list.value.append(image_bytes)
-    ex.features.feature["label"].int64_list.value.append(label)
-    ex.features.feature["file_name"].bytes_list.value.append(b"f.JPEG")
-    return ex.SerializeToString()
-
-
-def _imagenet_features():
-    """The imagenet2012 tfds features (image, label, file_name)."""
-    return tfds.features.FeaturesDict(
-        {
-            "image": tfds.features.Image(encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(num_classes=1000),
-            "file_name": tfds.features.Text(),
-        }
-    )
-
-
-@pytest.fixture(scope="module")
-def fake_imagenet():
-    rng = np.random.default_rng(0)
-    labels = [0, 150, 3, 99, 100, 999, 42, 7, 99, 500, 1, 64, 2, 98]
-    arrays, records = [], []
-    for i, lab in enumerate(labels):
-        arr = rng.integers(0, 256, (20 + 3 * i, 31 - i, 3), dtype=np.uint8)
-        arrays.append(arr)
-        records.append(_serialized(_png(arr), lab))
-    return imagenet.ParsedRecords(records, _imagenet_features()), np.array(labels), arrays
-
-
-def test_imagenet100_index(fake_imagenet, tmp_path, monkeypatch):
-    source, labels, _ = fake_imagenet
-    item = source[1]
-    assert isinstance(item["image"], bytes) and item["label"] == 150
-    idx = imagenet.imagenet100_indices(source, cache_key="fake", cache_dir=tmp_path)
-    np.testing.assert_array_equal(idx, np.flatnonzero(labels < 100))
-    monkeypatch.setattr(
-        imagenet, "scan_labels", lambda s: (_ for _ in ()).throw(AssertionError("rescanned"))
-    )
-    np.testing.assert_array_equal(
-        imagenet.imagenet100_indices(source, cache_key="fake", cache_dir=tmp_path), idx
-    )
-
-
-def test_imagenet_loader_train_resume_and_eval(fake_imagenet):
-    source, labels, arrays = fake_imagenet
-    idx = imagenet.class_subset_indices(labels)
-    lay = pipeline.batch_layout(4, process_count=1, process_index=0, local_device_count=1)
-    loader = imagenet.ImageNetLoader(
-        source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=3
-    )
-    full = list(loader.train_batches(lay, num_steps=6))
-    assert all(b["image"].shape == (4, 12, 12, 3) and b["image"].dtype == np.uint8 for b in full)
-    assert all(np.all(b["label"] < 100) for b in full)
-    one_thread = imagenet.ImageNetLoader(
-        source, idx, train=True, seed=3, image_size=12, resize_size=14, num_threads=1, prefetch=1
-    )
-    resumed = list(one_thread.train_batches(lay, start_step=4, num_steps=2))
-    for a, b in zip(full[4:], resumed):
-        np.testing.assert_array_equal(a["image"], b["image"])
-        np.testing.assert_array_equal(a["label"], b["label"])
-    # the example at step 0, slot 0 is the transform of its image with rng [seed, epoch, index]
-    pos = next(pipeline.train_index_batches(len(idx), lay, seed=3))[0]
-    src = idx[pos]
-    exp = transforms.imagenet_train_transform(
-        np.random.default_rng([3, 0, int(src)]), arrays[src], size=12
-    )
-    np.testing.assert_array_equal(full[0]["image"][0], exp)
-
-    ev = imagenet.ImageNetLoader(
-        source, idx, train=False, image_size=12, resize_size=14, num_threads=2
-    )
-    seen, total = [], 0
-    for b in ev.eval_batches(lay):
-        total += int(b["mask"].sum())
-        for j in np.flatnonzero(b["mask"]):
-            src = idx[b["index"][j]]
-            seen.append(int(b["index"][j]))
-            np.testing.assert_array_equal(
-                b["image"][j], transforms.imagenet_eval_transform(arrays[src], 12, 14)
-            )
-            assert b["label"][j] == labels[src]
-    assert total == len(idx) == 10 and sorted(seen) == list(range(10))
-
-
-def test_imagenet_loader_bad_record_named():
-    bad = imagenet.ParsedRecords([_serialized(b"not a jpeg", 5)] * 4, _imagenet_features())
-    loader = imagenet.ImageNetLoader(bad, train=False, image_size=8, resize_size=8, num_threads=1)
-    with pytest.raises(ValueError, match="cannot decode image record 0"):
-        loader.load_example(0, None)

@@ -11,17 +11,16 @@ import jax
 import numpy as np
 import pytest
 from conftest import TINY_CLI_OVERRIDES, tiny_config
+from test_train_writers import tensorboard_scalars
 
 from configs import digits
 from ul_jax.train import (
     NonFiniteError,
-    read_event_file,
     read_jsonl,
     restore_checkpoint,
     train_and_evaluate,
 )
 from ul_jax.train.checkpoint import Checkpointer
-from ul_jax.train.writers import crc32c
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,6 +76,7 @@ def test_resume_is_bit_identical_and_metrics_not_duplicated(tmp_path, full_run):
     # an interrupted run: stopped at step 8 (checkpoints 4 and 8) ...
     out_part = train_and_evaluate(c, part, until_step=8)
     assert out_part["step"] == 8
+    assert not (part / "curves.png").exists()  # drawn only by a run that reaches its end
     with Checkpointer(part / "checkpoints") as ck:
         assert ck.all_steps() == [4, 8]
     # ... whose last checkpoint was lost: metrics.jsonl now runs ahead of the checkpoint (step 4)
@@ -102,18 +102,19 @@ def test_resume_is_bit_identical_and_metrics_not_duplicated(tmp_path, full_run):
     assert _strip_perf(rows_part) == _strip_perf(rows_full)
     assert out_resumed["eval/accuracy"] == out_full["eval/accuracy"]
 
-    # TensorBoard: the resumed run's file starts with a SessionLog.START at step 5 that makes
-    # TensorBoard drop the orphaned points 6 and 8 of the first file
+    # TensorBoard (its own reader): the resumed run's file starts with a SessionLog.START at
+    # step 5 that drops the orphaned points 6 and 8 of the first file
     files = sorted((part / "tensorboard").glob("events.out.tfevents.*"))
     assert len(files) == 2
-    evs = [read_event_file(f) for f in files]
-    assert evs[0][0]["file_version"] == "brain.Event:2"
-    assert [e["step"] for e in evs[0] if e["scalars"]] == [2, 4, 6, 8]
-    assert [e["step"] for e in evs[1] if e["session_start"]] == [5]
-    second = {e["step"]: e["scalars"] for e in evs[1] if e["scalars"]}
-    assert sorted(second) == [6, 8, 10, 12]
-    assert second[12]["train/loss"] == pytest.approx(rows_full[-1]["train/loss"], rel=1e-6)
-    assert second[12]["eval/accuracy"] == pytest.approx(rows_full[-1]["eval/accuracy"], rel=1e-6)
+    tb = tensorboard_scalars(part / "tensorboard")
+    assert [s for s, _ in tb["train/loss"]] == steps
+    assert [s for s, _ in tb["eval/accuracy"]] == [6, 12]
+    for key in ("train/loss", "eval/accuracy"):
+        assert [v for _, v in tb[key]] == pytest.approx(
+            [r[key] for r in rows_full if key in r], rel=1e-6
+        )
+    # a finished run draws its curves
+    assert (part / "curves.png").is_file() and (full / "curves.png").is_file()
 
     # resuming a finished run trains nothing and writes nothing
     again = train_and_evaluate(c, part)
@@ -178,11 +179,6 @@ def test_plain_unhinged_loss_with_huge_lr_diverges(tmp_path):
         assert rows[-1]["train/feature_norm"] > rows[0]["train/feature_norm"]
 
 
-def test_crc32c_known_value():
-    assert crc32c(b"123456789") == 0xE3069283
-    assert crc32c(b"") == 0
-
-
 CLI_OVERRIDES = TINY_CLI_OVERRIDES
 
 
@@ -212,6 +208,7 @@ def test_cli_resume_in_fresh_process_is_bit_identical(tmp_path, full_run):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "resumed from" in second.stderr and "at step 6 of 12" in second.stderr
     assert "img/s" in second.stderr and "ETA" in second.stderr  # console progress line
+    assert (work / "curves.png").is_file()
     _, state_full, _ = restore_checkpoint(full)
     _, state_cli, cfg = restore_checkpoint(work)
     assert cfg.data.image_size == 8 and cfg.num_train_steps == 12  # config.json of the run
@@ -242,9 +239,10 @@ def test_imagenet100_path_with_a_synthetic_source(tmp_path, monkeypatch):
         image_size=224,
         resize_size=256,
         num_threads=None,
+        num_workers=0,
         cache_dir=None,
     ):
-        calls.append((split, train, image_size, resize_size))
+        calls.append((split, train, image_size, resize_size, num_workers))
         rng = np.random.default_rng(0 if split == "train" else 1)
         n = 96 if split == "train" else 37
         items = [
@@ -275,7 +273,7 @@ def test_imagenet100_path_with_a_synthetic_source(tmp_path, monkeypatch):
     c.batch_size, c.eval_batch_size = 32, 16
     c.num_train_steps, c.log_every = 3, 1
     out = train_and_evaluate(c, tmp_path / "run")
-    assert sorted(calls) == [("train", True, 28, 32), ("validation", False, 28, 32)]
+    assert sorted(calls) == [("train", True, 28, 32, 0), ("validation", False, 28, 32, 0)]
     assert out["step"] == 3 and out["eval/count"] == 37
     rows = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3]

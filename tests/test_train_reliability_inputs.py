@@ -283,6 +283,72 @@ def _(tmp):
 
 
 @case(
+    "workdir_parent_is_a_file",
+    "--workdir <tmp>/file/run where <tmp>/file is a file",
+    "<tmp>/file is a file",
+)
+def _(tmp):
+    from ul_jax.train import train_and_evaluate
+
+    (tmp / "file").write_text("x")
+    train_and_evaluate(_digits(), tmp / "file" / "run")
+
+
+@case(
+    "workdir_parent_read_only",
+    "--workdir <tmp>/ro/new/run where <tmp>/ro is read-only",
+    "<tmp>/ro is not writable",
+)
+def _(tmp):
+    from _faults import read_only
+
+    from ul_jax.train import train_and_evaluate
+
+    (tmp / "ro").mkdir()
+    with read_only(tmp / "ro"):
+        train_and_evaluate(_digits(), tmp / "ro" / "new" / "run")
+
+
+@case(
+    "workdir_read_only",
+    "--workdir an existing read-only directory",
+    "<tmp>/run is not writable",
+)
+def _(tmp):
+    from _faults import read_only
+
+    (tmp / "run").mkdir()
+    with read_only(tmp / "run"):
+        _train(_digits(), tmp)
+
+
+@case(
+    "workdir_locked",
+    "--workdir locked by a live run on another host (fresh heartbeat)",
+    "host node-b, PID 4242, started 2026-01-01 00:00:00 UTC",
+    "<tmp>/run/writer.lock",
+)
+def _(tmp):
+    import json
+    import time
+
+    (tmp / "run").mkdir()
+    now = time.time()
+    (tmp / "run" / "writer.lock").write_text(
+        json.dumps(
+            {
+                "host": "node-b",
+                "pid": 4242,
+                "start_time": "2026-01-01 00:00:00 UTC",
+                "heartbeat": now,
+                "token": "0" * 32,
+            }
+        )
+    )
+    _train(_digits(), tmp)
+
+
+@case(
     "config_json_truncated",
     "the work directory's config.json truncated",
     "config.json",
@@ -642,10 +708,12 @@ cli_case(
 # ---------------------------------------------------------------------------------------------
 def _normalize(text: str, tmp: Path) -> str:
     """One line; the temporary directory as ``<tmp>``, the repository as ``<repo>``, object
-    addresses as ``0x…``, sha256 cache keys (they hash file times) as ``<sha256>``."""
+    addresses as ``0x…``, sha256 cache keys (they hash file times) as ``<sha256>``, the age of
+    a lock's heartbeat as ``<n>``."""
     text = " ".join(str(text).split())
     text = text.replace(str(tmp), "<tmp>").replace(str(REPO), "<repo>")
     text = re.sub(r"\b[0-9a-f]{64}\b", "<sha256>", text)
+    text = re.sub(r"last heartbeat \d+ s ago", "last heartbeat <n> s ago", text)
     return re.sub(r"\b0x[0-9a-f]{6,}\b", "0x…", text)
 
 

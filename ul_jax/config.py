@@ -195,7 +195,20 @@ FIELDS: tuple[Field, ...] = (
     ),
     F("data.augment", "str", "crop_flip", "on-device augmentation", one_of(AUGMENTS)),
     F("data.crop_padding", "int", 4, "zero padding before the random crop", integer(0)),
-    F("data.num_threads", "int | None", None, "ImageNet decode threads (None: automatic)"),
+    F(
+        "data.num_threads",
+        "int | None",
+        None,
+        "ImageNet-100 threads per process building batches (None: automatic)",
+    ),
+    F(
+        "data.num_workers",
+        "int",
+        0,
+        "ImageNet-100 grain worker processes (0: decode in the training process)",
+        integer(0, "an integer >= 0 (0: no worker processes)"),
+        optional=True,
+    ),
     # ---- model
     F("model.arch", "str", "resnet18", "the ResNet trunk", one_of(sorted(ARCHS)), shape=True),
     F(

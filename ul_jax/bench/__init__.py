@@ -6,7 +6,8 @@ Modules:
   train  -- ``train_benchmark``: img/s and FLOP utilization of the jitted train step of a
             training config (model, optimizer and step built exactly as training builds them).
   data   -- ``data_benchmark``: img/s of the CIFAR input pipeline (host gather → device →
-            jitted augmentation).
+            jitted augmentation), or of the ImageNet-100 grain loader next to the thread-pool
+            loader it replaced, on synthetic JPEG records (``--dataset imagenet100-synthetic``).
   plan   -- ``plan_benchmark``: the scale plan of the paper configs from the compiler (memory,
             FLOPs, collectives per device on 1 and 8 devices; predicted run time per
             accelerator; largest batch per device) → ``docs/SCALE.md``.

@@ -12,7 +12,7 @@ Modules:
   augment       -- jit-able JAX CIFAR augmentation (pad-crop, flip, normalize) from explicit keys.
   transforms    -- host-side ImageNet transforms (random-resized-crop, resize + center crop).
   pipeline      -- batch layout over hosts/devices, resumable train order, padded eval, sharding.
-  imagenet      -- ImageNet-100 (labels 0..99 of imagenet2012) streaming loader.
+  imagenet      -- ImageNet-100 (labels 0..99 of imagenet2012): grain loader, cached index.
 
 Typical CIFAR use::
 

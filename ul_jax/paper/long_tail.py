@@ -48,6 +48,7 @@ CURVE_KEYS = (
     "eval/ece",
     "eval/class_feature_norm",
     "eval/class_prediction_share",
+    "eval/loss",
 )
 FAR_OOD = "digits_far_ood"
 
@@ -216,7 +217,8 @@ def select_min(res: Mapping, runs: Sequence, key: str):
 def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """CE vs CE+EFR in the terminal phase: λ by validation ECE; test ECE/MCE/top-1."""
     rows = [
-        "| run | λ_b | final train acc (%) | val ECE (%) | val top-1 (%) | test ECE (%) | "
+        "| run | λ_b | final train acc (%, augmented batches) | val ECE (%) | val top-1 (%) | "
+        "test ECE (%) | "
         "test MCE (%) | test top-1 (%) | test NLL | n |",
         "|" + "---|" * 10,
     ]

@@ -7,12 +7,17 @@ Modules:
   step        -- :class:`TrainState`, pure :func:`train_step` / :func:`eval_step`, sharded wrappers.
   loop        -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``,
                  :class:`NonFiniteError`.
-  workdir     -- resume / fresh start / refusal (:class:`NoUsableCheckpointError`), ``restart``.
+  workdir     -- work directory checks and lock, resume / fresh start / refusal
+                 (:class:`NoUsableCheckpointError`), ``restart``.
+  lock        -- ``WORKDIR/writer.lock``: one writer per work directory (heartbeat, stale
+                 take-over).
   preemption  -- ``SIGTERM`` → stop with a checkpoint at the next step boundary.
   checkpoint  -- orbax checkpoints with fingerprints, ``config.json``, the resume config check.
   summaries   -- :func:`evaluate` over a split, batch-metric averages.
   validate    -- :func:`validate_config` (``ValueError`` naming the bad field, before any compute).
-  writers     -- ``metrics.jsonl`` and TensorBoard event files without TensorFlow.
+  writers     -- ``metrics.jsonl`` and TensorBoard event files (tensorboardX, no TensorFlow).
+  plot        -- :func:`plot_curves`: the training curves of ``metrics.jsonl`` files as a PNG
+                 (``WORKDIR/curves.png`` at the end of a run, ``python -m launch.plot``).
   cli         -- the body of ``python -m launch.train`` (flag errors, exit codes 0/1/3/75,
                  multi-host runtime); imported by the CLI only.
 
@@ -22,6 +27,7 @@ preemption guarantees: ``docs/RELIABILITY.md``.
 """
 
 from ul_jax.train.loop import NonFiniteError, train_and_evaluate
+from ul_jax.train.plot import plot_curves
 from ul_jax.train.setup import (
     TrainData,
     build_model_from_config,
@@ -49,7 +55,7 @@ from ul_jax.train.step import (
 from ul_jax.train.summaries import BATCH_METRICS, evaluate
 from ul_jax.train.validate import NUM_CLASSES, validate_config
 from ul_jax.train.workdir import NoUsableCheckpointError
-from ul_jax.train.writers import MetricWriter, read_event_file, read_jsonl
+from ul_jax.train.writers import MetricWriter, read_jsonl
 
 __all__ = [
     "BATCH_METRICS",
@@ -74,8 +80,8 @@ __all__ = [
     "jit_init_state",
     "jit_train_step",
     "load_train_data",
+    "plot_curves",
     "prototype_metrics",
-    "read_event_file",
     "read_jsonl",
     "restore_checkpoint",
     "step_config_from",

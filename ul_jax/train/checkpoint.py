@@ -37,6 +37,15 @@ Safety checks, all raising ``ValueError`` that names the offending field:
   built from the config *before* reading any array, and names every mismatching leaf
   (:class:`CheckpointMismatchError`).
 
+A full disk (``ENOSPC``, or ``EDQUOT``: a quota) while a checkpoint is written — orbax reports it
+from its background thread at the next save or wait, TensorStore as a ``ValueError`` with
+``[os_error_code='28']`` — becomes :class:`CheckpointDiskFullError`: one line naming the
+checkpoint, the space it needs (the disk usage of the previous checkpoint, or the size of the
+state's arrays for a first one), the space free, and the previous checkpoint, which is untouched
+(orbax deletes old checkpoints only after a save commits). The failed save's temporary directory
+is deleted (it frees what it had taken). The first checkpoint of a directory is committed
+synchronously (see :meth:`Checkpointer.save`).
+
 Every process calls :meth:`Checkpointer.save` / :meth:`Checkpointer.restore` (orbax coordinates
 multi-host writes); only process 0 writes ``config.json``. In a multi-process run ``save`` also
 compares the fingerprints of every process's replica of the (replicated) state and refuses to
@@ -45,6 +54,7 @@ save replicas that differ (:class:`ReplicaMismatchError`).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -66,6 +76,7 @@ __all__ = [
     "Checkpointer",
     "checkpoint_steps",
     "CheckpointCorruptError",
+    "CheckpointDiskFullError",
     "CheckpointMismatchError",
     "ReplicaMismatchError",
     "flatten_config",
@@ -96,6 +107,88 @@ class CheckpointCorruptError(RuntimeError):
     def __init__(self, path: Path, reason: str):
         self.path, self.reason = Path(path), reason
         super().__init__(f"checkpoint {path} is damaged: {reason}")
+
+
+class CheckpointDiskFullError(OSError):
+    """A checkpoint could not be written for lack of space (``ENOSPC``) or quota (``EDQUOT``).
+
+    Attributes: ``path`` (the checkpoint that failed), ``needed`` (bytes: the disk usage of the
+    previous checkpoint, or the size of the state's arrays if there is none), ``free`` (bytes
+    free on its filesystem afterwards), ``previous`` (the newest earlier checkpoint, left intact,
+    or ``None``), ``errno``."""
+
+    def __init__(self, path: Path, code: int, needed: int, free: int | None, previous):
+        self.path, self.needed, self.free, self.previous = Path(path), needed, free, previous
+        what = (
+            "disk quota exceeded"
+            if code == getattr(errno, "EDQUOT", -1)
+            else "no space left on device"
+        )
+        free_text = f", {_size(free)} free" if free is not None else ""
+        basis = (
+            f"the disk usage of checkpoint {Path(previous).name}"
+            if previous is not None
+            else "the train state's arrays"
+        )
+        if previous is not None:
+            then = (
+                f"the previous checkpoint {previous} is intact: free space and rerun the same "
+                "command to resume from it"
+            )
+        else:
+            then = (
+                "no checkpoint had been written yet: free space and rerun the same command "
+                "(it starts from step 0)"
+            )
+        super().__init__(
+            f"{what} writing checkpoint {path}: it needs about {_size(needed)} "
+            f"({basis}){free_text}; {then}"
+        )
+        self.errno = code
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full_code(e: BaseException) -> int | None:
+    """``ENOSPC``/``EDQUOT`` if ``e`` or an exception it wraps reports a full disk, else
+    ``None`` (TensorStore raises ``ValueError`` with ``[os_error_code='28']``)."""
+    seen, todo = set(), [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, OSError) and x.errno in _DISK_FULL:
+            return x.errno
+        text = str(x)
+        for code in _DISK_FULL:
+            if f"os_error_code='{code}'" in text or f"[Errno {code}]" in text:
+                return code
+        if os.strerror(errno.ENOSPC) in text:
+            return errno.ENOSPC
+        todo += [x.__cause__, x.__context__, *getattr(x, "exceptions", ())]
+    return None
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes allocated to ``path`` and everything under it (``du``)."""
+    return sum(p.lstat().st_blocks * 512 for p in [path, *path.rglob("*")])
+
+
+def _nbytes(tree: Any) -> int:
+    return sum(
+        int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+        for x in jax.tree_util.tree_leaves(tree)
+        if hasattr(x, "shape") and hasattr(x, "dtype")
+    )
 
 
 class ReplicaMismatchError(RuntimeError):
@@ -313,6 +406,7 @@ class Checkpointer:
             ),
             item_handlers=ocp.StandardCheckpointHandler(),
         )
+        self._pending: tuple[int, int] | None = None  # (step, bytes) of a save not yet waited on
 
     def latest_step(self) -> int | None:
         return self._mngr.latest_step()
@@ -330,25 +424,78 @@ class Checkpointer:
     def save(self, step: int, state: Any, extra: dict[str, Any] | None = None) -> Path:
         """Saves ``state`` as checkpoint ``step`` (every process must call this), with its
         fingerprint and the JSON-serializable ``extra`` (see :meth:`extra`) in the checkpoint's
-        metadata.
+        metadata. Asynchronous (see the class), except the first checkpoint of the directory,
+        which is committed before this returns.
 
         Raises:
           ReplicaMismatchError: (multi-process) the processes' copies of the state differ.
+          CheckpointDiskFullError: no space (or quota) left to write this checkpoint or the
+            previous one (an asynchronous save reports its failure here or in :meth:`wait`).
         """
+        self.wait()  # orbax waits for the previous save anyway; its failure names its own step
+        first = not self.all_steps()
         fingerprint = state_fingerprint(state)
         _check_replicas(fingerprint, int(step))
         record = {"format": FORMAT_VERSION, "fingerprint": fingerprint, "extra": extra or {}}
-        self._mngr.save(
-            int(step),
-            args=ocp.args.StandardSave(state),
-            force=True,
-            custom_metadata={METADATA_KEY: record},
-        )
+        self._pending = (int(step), _nbytes(state))
+        try:
+            self._mngr.save(
+                int(step),
+                args=ocp.args.StandardSave(state),
+                force=True,
+                custom_metadata={METADATA_KEY: record},
+            )
+        except Exception as e:
+            self._raise_if_disk_full(e)
+            raise
+        if first:
+            # The first checkpoint of a directory is committed before training goes on, so a
+            # run's metrics.jsonl never gets past a first checkpoint that a kill could still
+            # lose (a fresh start over such a log is refused: ul_jax.train.workdir).
+            self.wait()
         return self.path(step)
 
     def wait(self) -> None:
-        """Blocks until every started save is committed."""
-        self._mngr.wait_until_finished()
+        """Blocks until every started save is committed.
+
+        Raises:
+          CheckpointDiskFullError: the save ran out of space (see :meth:`save`).
+        """
+        try:
+            self._mngr.wait_until_finished()
+        except Exception as e:
+            self._raise_if_disk_full(e)
+            raise
+        finally:
+            self._pending = None
+
+    def _raise_if_disk_full(self, e: BaseException) -> None:
+        """Raises :class:`CheckpointDiskFullError` (from ``e``) if ``e`` reports a full disk
+        while the pending save was written; deletes that save's temporary directory."""
+        code, pending = _disk_full_code(e), self._pending
+        self._pending = None
+        if code is None or pending is None:
+            return
+        step, needed = pending
+        if jax.process_index() == 0:
+            for tmp in self.directory.glob(f"{step}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        earlier = [
+            int(p.name)
+            for p in self.directory.iterdir()
+            if p.is_dir() and p.name.isdigit() and int(p.name) < step
+        ]
+        try:
+            free = shutil.disk_usage(self.directory).free
+        except OSError:
+            free = None
+        previous = self.path(max(earlier)) if earlier else None
+        if previous is not None:  # the same tree: its size on disk is the best estimate
+            try:
+                needed = max(needed, _disk_usage(previous))
+            except OSError:
+                pass
+        raise CheckpointDiskFullError(self.path(step), code, needed, free, previous) from e
 
     def _record(self, step: int) -> dict[str, Any] | None:
         try:

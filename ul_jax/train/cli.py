@@ -12,7 +12,8 @@ Exit codes:
 
 ====  =====================================================================================
 0     finished (or stopped at ``--until_step`` with a checkpoint)
-1     an error (bad config, no usable checkpoint, a failed or dead peer process, ...)
+1     an error (bad config, no usable checkpoint, a failed or dead peer process, ...); for a
+      work directory in use by another run, not writable, or a full disk: one line, no traceback
 3     diverged: a non-finite loss / gradient / update (:class:`ul_jax.train.NonFiniteError`);
       the message names the step, the quantities and the last good checkpoint
 75    preempted: ``SIGTERM`` arrived, a checkpoint of the current step was written; rerun the
@@ -148,6 +149,12 @@ def main(
     if os.environ.get("UL_JAX_DISTRIBUTED", "") not in ("", "0"):
         jax.distributed.initialize(**distributed_kwargs())
     from ul_jax.train import NonFiniteError, train_and_evaluate
+    from ul_jax.train.checkpoint import CheckpointDiskFullError
+    from ul_jax.train.lock import (
+        WorkdirLockedError,
+        WorkdirLockLostError,
+        WorkdirNotWritableError,
+    )
 
     multi = jax.process_count() > 1
     logging.info(
@@ -165,6 +172,18 @@ def main(
     except NonFiniteError:
         # the loop logged the error (step, quantities, last good checkpoint); every process saw it
         sys.exit(EXIT_DIVERGED)
+    except (
+        WorkdirLockedError,
+        WorkdirLockLostError,
+        WorkdirNotWritableError,
+        NotADirectoryError,
+        CheckpointDiskFullError,
+    ) as e:
+        # the work directory cannot be (or is no longer) this run's: one line says why
+        logging.error("%s: %s", type(e).__name__, e)
+        if multi:
+            _flush_and_exit(EXIT_ERROR)
+        sys.exit(EXIT_ERROR)
     except Exception:
         if not multi:
             raise

@@ -3,7 +3,10 @@
 What happens, in order:
 
 1. :func:`ul_jax.train.validate_config` checks every field (``ValueError`` naming the field),
-   before any data is read or anything compiled.
+   before any data is read or anything compiled; so does
+   :func:`ul_jax.train.workdir.claim_workdir` for the work directory (a file, a read-only
+   parent: an error naming the path), which then takes its single-writer lock
+   ``WORKDIR/writer.lock`` (:mod:`ul_jax.train.lock`; held until the call returns or raises).
 2. Data (:mod:`ul_jax.train.setup`): in-memory sets (CIFAR, digits, long-tailed subsets) via :func:`ul_jax.data.load_dataset`
    with per-channel mean/std of the train split, augmented on device; ImageNet-100 via
    :func:`ul_jax.data.make_imagenet100_loader` (host-side random-resized-crop; normalize on
@@ -33,7 +36,8 @@ What happens, in order:
    ``augment_key(seed, k − 1)`` (the key is derived from ``state.step`` inside the step). Every ``log_every`` steps (and at the end) a line goes to ``metrics.jsonl``, to
    TensorBoard and to the console (throughput, ETA); every ``eval_every`` steps (0: every epoch)
    and at the end the whole test set is evaluated; every ``checkpoint_every`` steps (0: every
-   epoch) and at the end a checkpoint is saved.
+   epoch) and at the end a checkpoint is saved. A run that reaches its last step draws
+   ``WORKDIR/curves.png`` (:func:`ul_jax.train.plot.write_run_curves`; a failure only warns).
 6. Non-finite values: the step itself refuses a non-finite update (see
    :mod:`ul_jax.train.step`); the loop reads every step's ``nonfinite`` mask on the host at each
    log, eval and checkpoint step — so before any checkpoint is written — and raises
@@ -75,12 +79,18 @@ from absl import logging
 
 from ul_jax import data as uldata
 from ul_jax.train.checkpoint import Checkpointer
+from ul_jax.train.plot import write_run_curves
 from ul_jax.train.preemption import _PreemptionWatch
 from ul_jax.train.setup import Schedule, TrainData, compile_run, load_train_data, schedule_from
 from ul_jax.train.step import decode_nonfinite
 from ul_jax.train.summaries import BATCH_METRICS, evaluate, summarize, theorem6_scale_from
 from ul_jax.train.validate import validate_config
-from ul_jax.train.workdir import prepare_workdir, refuse_fresh_start, start_or_resume
+from ul_jax.train.workdir import (
+    claim_workdir,
+    prepare_workdir,
+    refuse_fresh_start,
+    start_or_resume,
+)
 from ul_jax.train.writers import MetricWriter
 
 __all__ = ["NonFiniteError", "train_and_evaluate"]
@@ -152,6 +162,10 @@ def train_and_evaluate(
       NoUsableCheckpointError: an earlier run's files but no usable checkpoint, and
         ``config.restart`` is false.
       NonFiniteError: a non-finite loss / gradient / update (see the module docstring).
+      WorkdirLockedError: another live run holds the work directory (names host, PID, start).
+      NotADirectoryError, WorkdirNotWritableError: the work directory cannot be created or
+        written.
+      CheckpointDiskFullError: no space left for a checkpoint (the previous one is intact).
     """
     validate_config(config)
     if (
@@ -169,15 +183,19 @@ def train_and_evaluate(
             f"until_step must be None or an integer >= 1; got until_step={until_step!r}"
         )
     workdir = Path(workdir).absolute()
-    preempt = _PreemptionWatch()  # from here on, SIGTERM means "stop at a step boundary"
+    lock = claim_workdir(workdir)  # path checks and the single-writer lock, before any compile
     try:
-        return _train_and_evaluate(config, workdir, until_step, skip_nonfinite, preempt)
+        preempt = _PreemptionWatch()  # from here on, SIGTERM means "stop at a step boundary"
+        try:
+            return _train_and_evaluate(config, workdir, until_step, skip_nonfinite, preempt, lock)
+        finally:
+            preempt.close()
     finally:
-        preempt.close()
+        lock.release()
 
 
 def _train_and_evaluate(
-    config, workdir: Path, until_step, skip_nonfinite: int, preempt: _PreemptionWatch
+    config, workdir: Path, until_step, skip_nonfinite: int, preempt: _PreemptionWatch, lock
 ) -> dict[str, Any]:
     is_main = jax.process_index() == 0
     stored = prepare_workdir(workdir, config)
@@ -231,8 +249,12 @@ def _train_and_evaluate(
             preempt,
             skip_nonfinite,
             is_main,
+            lock,
         )
-        return loop.run(state, start, progress)
+        out = loop.run(state, start, progress)
+        if is_main and out["step"] == sched.total and not out.get("preempted"):
+            write_run_curves(workdir)  # WORKDIR/curves.png; a failure is only a warning
+        return out
     finally:
         if writer is not None:
             writer.close()
@@ -273,6 +295,7 @@ class _Loop:
     preempt: _PreemptionWatch
     skip_nonfinite: int
     is_main: bool
+    lock: Any  # ul_jax.train.lock.WorkdirLock (process 0) or NoLock
 
     def run(self, state, start: int, p: _Progress) -> dict[str, Any]:
         """Steps ``start + 1 … stop`` with logs, evaluations and checkpoints (module docstring,
@@ -294,6 +317,7 @@ class _Loop:
             is_ckpt = sched.is_ckpt(step) or preempted
             if not (is_log or is_eval or is_ckpt):
                 continue
+            self.lock.check()  # another run took the work directory over: write nothing more
             last = self._check_finite(pending, p)
             row = (
                 p.train_row(

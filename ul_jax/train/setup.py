@@ -78,6 +78,7 @@ def load_train_data(config) -> TrainData:
             image_size=size,
             resize_size=round(size * 256 / 224),
             num_threads=d.num_threads,
+            num_workers=int(get_field(d, "num_workers", 0) or 0),
         )
         train = uldata.make_imagenet100_loader("train", train=True, seed=config.seed, **kw)
         test = uldata.make_imagenet100_loader("validation", train=False, seed=config.seed, **kw)

@@ -1,5 +1,10 @@
-"""The work-directory policy of a run: resume, fresh start, or refusal.
+"""The work-directory policy of a run: who may write it, then resume, fresh start, or refusal.
 
+* :func:`claim_workdir` (first, before any data is read or anything compiled): a work directory
+  path that is a file, has a file for a parent, or cannot be created or written (read-only
+  directory or filesystem) is an error naming the path; then process 0 takes the single-writer
+  lock ``WORKDIR/writer.lock`` (:mod:`ul_jax.train.lock`), and every process learns whether it
+  got it.
 * A work directory with checkpoints: the newest *usable* one is restored (after
   :func:`ul_jax.train.checkpoint.check_resume_config` and the shape and fingerprint checks of
   :meth:`ul_jax.train.checkpoint.Checkpointer.restore`); damaged ones are moved to
@@ -14,6 +19,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import time
 from pathlib import Path
@@ -34,12 +41,15 @@ from ul_jax.train.checkpoint import (
     save_config,
     sync_processes,
 )
+from ul_jax.train.lock import NoLock, WorkdirLock, WorkdirLockedError, WorkdirNotWritableError
 from ul_jax.train.writers import read_jsonl
 
 __all__ = [
     "NoUsableCheckpointError",
     "DAMAGED_DIR",
     "RUN_FILES",
+    "check_workdir_path",
+    "claim_workdir",
     "prepare_workdir",
     "refuse_fresh_start",
     "start_or_resume",
@@ -53,6 +63,84 @@ RUN_FILES = ("checkpoints", "metrics.jsonl", "tensorboard", CONFIG_FILE, DAMAGED
 class NoUsableCheckpointError(RuntimeError):
     """The work directory holds an earlier run's files but no checkpoint that can be resumed,
     and ``config.restart`` is false: starting from step 0 there would silently discard them."""
+
+
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def check_workdir_path(workdir: Path) -> None:
+    """Creates ``workdir`` (and missing parents, as ``mkdir -p``) and checks it can be written.
+
+    Raises:
+      NotADirectoryError: ``workdir``, or one of its parents, is a file.
+      WorkdirNotWritableError: it cannot be created (a read-only parent or filesystem), or it
+        exists and is not writable.
+      OSError: it cannot be created for another reason (named, with the path).
+    """
+    if workdir.exists() and not workdir.is_dir():
+        raise NotADirectoryError(f"--workdir {workdir} exists and is not a directory")
+    ancestor = workdir
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor != workdir and not ancestor.is_dir():
+        raise NotADirectoryError(
+            f"cannot create --workdir {workdir}: {ancestor} is a file, not a directory"
+        )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno in _NOT_WRITABLE:
+            raise WorkdirNotWritableError(
+                f"cannot create --workdir {workdir}: {ancestor} is not writable ({e.strerror}); "
+                "create the directory with the right permissions or use another --workdir"
+            ) from None
+        raise OSError(
+            e.errno, f"cannot create --workdir {workdir}: {e.strerror} ({e.filename})"
+        ) from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(workdir).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "a read-only file system" if read_only else "permission denied"
+        raise WorkdirNotWritableError(
+            f"--workdir {workdir} is not writable ({why}): a run writes its lock, checkpoints "
+            "and metrics there; fix its permissions or use another --workdir"
+        )
+
+
+def claim_workdir(workdir: Path) -> WorkdirLock | NoLock:
+    """Checks and creates ``workdir`` (:func:`check_workdir_path`) and takes its single-writer
+    lock on process 0 (the other processes get a :class:`ul_jax.train.lock.NoLock`); called
+    before any data is read or anything compiled. Every process raises if process 0 did not get
+    the lock.
+
+    Raises:
+      NotADirectoryError, WorkdirNotWritableError: see :func:`check_workdir_path`.
+      WorkdirLockedError: a live run holds the lock (the message names its host, PID and start
+        time).
+    """
+    check_workdir_path(workdir)
+    lock: WorkdirLock | NoLock = NoLock()
+    error: BaseException | None = None
+    if jax.process_index() == 0:
+        try:
+            lock = WorkdirLock.acquire(workdir)
+        except (WorkdirLockedError, OSError, ValueError) as e:
+            error = e
+    failed = error is not None
+    if jax.process_count() > 1:  # every process learns whether process 0 got the lock
+        from jax.experimental import multihost_utils
+
+        flags = multihost_utils.process_allgather(np.asarray([int(failed)], np.int32))
+        failed = bool(np.asarray(flags).ravel()[0])
+    if error is not None:
+        raise error
+    if failed:
+        raise WorkdirLockedError(
+            f"process 0 could not take the lock of --workdir {workdir} (its log says why)"
+        )
+    return lock
 
 
 def prepare_workdir(workdir: Path, config) -> dict[str, Any] | None:
