@@ -22,6 +22,12 @@ from collections.abc import Callable, Sequence
 from absl import app, flags
 
 HELP_FLAGS = ("-h", "--help", "--helpshort", "--helpfull")
+DEBUG_HELP = "show the traceback of an error instead of one line (or UL_JAX_DEBUG=1)"
+
+
+def define_debug(fv: flags.FlagValues) -> None:
+    """``--debug`` on ``fv``: errors with their traceback (see ``ul_jax.train.cli``)."""
+    flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
 
 
 def wants_help(argv: Sequence[str]) -> bool:

@@ -1,22 +1,31 @@
 """Regenerate a layer-peeled-model figure: ``python -m launch.dynamics --config configs/dynamics/fig1.py``.
 
 Any config field can be overridden, e.g. ``--config.steps=5000 --config.out_dir=/tmp/figs``.
+Errors are one line (``--debug`` or ``UL_JAX_DEBUG=1``: the traceback); exit codes 0, 1 (an
+error), 2 (a bad command line): :mod:`ul_jax.train.cli`.
 """
 
-from absl import app
+import functools
 
-from launch._flags import app_flags_parser
+from absl import app, flags
+
+from launch._flags import DEBUG_HELP, app_flags_parser
 from ul_jax import ufm_figures
 from ul_jax.config import define_config_flag
+from ul_jax.train import cli
 
+PROG = "python -m launch.dynamics"
 _CONFIG = define_config_flag("config", "Figure config (configs/dynamics/*.py).")
+_DEBUG = flags.DEFINE_bool("debug", False, DEBUG_HELP)
 
 
 def main(argv):
-    del argv
-    config = _CONFIG.value
-    result = ufm_figures.run(config)
-    json_path, png_path = ufm_figures.save(result, config.out_dir)
+    with cli.one_line_errors(PROG, debug=_DEBUG.value):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        config = _CONFIG.value
+        result = ufm_figures.run(config)
+        json_path, png_path = ufm_figures.save(result, config.out_dir)
     for key, value in result["timing"].items():
         print(f"{key}: {value:.2f}")
     for row in result.get("growth", []):
@@ -35,8 +44,9 @@ if __name__ == "__main__":
     app.run(
         main,
         flags_parser=app_flags_parser(
-            "python -m launch.dynamics --config configs/dynamics/FIG.py [--config.FIELD=VALUE ...]",
+            f"{PROG} --config configs/dynamics/FIG.py [--config.FIELD=VALUE ...]",
             __doc__,
-            ["config"],
+            ["config", "debug"],
+            functools.partial(cli.parse_flags, prog=PROG, config_help=False),
         ),
     )

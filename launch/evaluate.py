@@ -2,9 +2,12 @@
 [--batch_size B] [--out_dir DIR] [--ood_source SRC] [--ood_data_dir DIR] [--no_plots]``.
 
 Prints a readable table and writes ``eval.json`` (``eval_step<K>.json`` with ``--step``), a
-reliability diagram and the ID-vs-OOD histograms into the work directory (or ``--out_dir``).
-Everything is done by :func:`ul_jax.eval.evaluate_run`; see its module docstring for the
-metrics and :data:`ul_jax.eval.CONVENTIONS` for their definitions.
+reliability diagram and the ID-vs-OOD histograms into the work directory (or ``--out_dir``), then
+lists those files and the next commands. Everything is done by :func:`ul_jax.eval.evaluate_run`;
+see its module docstring for the metrics and :data:`ul_jax.eval.CONVENTIONS` for their
+definitions. Errors are one line (``--debug``: the traceback); exit codes 0, 1 (an error), 2 (a
+bad command line, or a work directory / OOD set that cannot be used), see
+:mod:`ul_jax.train.cli`.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ import sys
 
 from absl import flags
 
-from launch._flags import error, parse
-from ul_jax.eval import OOD_SETS, evaluate_run, format_eval
+from launch._flags import define_debug, parse
+from ul_jax.eval import OOD_SETS, evaluate_run, format_eval, format_eval_outputs
+from ul_jax.train.cli import one_line_errors
 
 PROG = "python -m launch.evaluate"
 
@@ -41,6 +45,7 @@ def _flags() -> flags.FlagValues:
     )
     flags.DEFINE_string("ood_data_dir", None, "data directory of the OOD loader", flag_values=fv)
     flags.DEFINE_boolean("no_plots", False, "skip the PNG figures", flag_values=fv)
+    define_debug(fv)
     return fv
 
 
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     fv = _flags()
     sets = "\n".join(f"  {k:24s} {s.description}" for k, s in OOD_SETS.items())
     parse(fv, argv, PROG, f"{__doc__}\nOOD sets (--ood):\n{sets}", lists=("ood",))
-    try:
+    with one_line_errors(PROG, debug=fv.debug, usage_errors=(FileNotFoundError, ValueError)):
         result = evaluate_run(
             fv.workdir,
             step=fv.step,
@@ -59,10 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             ood_data_dir=fv.ood_data_dir,
             plots=not fv.no_plots,
         )
-    except (FileNotFoundError, ValueError) as e:
-        error(PROG, e)
     print(format_eval(result))
-    print(f"\nwrote {result['path']}")
+    print(f"\n{format_eval_outputs(result)}")
     return 0
 
 

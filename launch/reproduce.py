@@ -4,21 +4,26 @@
 Trains (resuming) and evaluates every unfinished run of the suite (``ul_jax/paper/suites.py``),
 skipping finished ones, then writes the tables, figures and results JSON (``figures/reproduction/``)
 and the results sections of ``docs/REPRODUCTION.md``. ``--tables_only`` only does the latter from
-the runs already in ``--out``. Everything is done by :func:`ul_jax.paper.runner.reproduce`. Exit
-codes: 0 done, 1 a run failed, 2 a bad command line or suite, 75 interrupted (``SIGTERM``; rerun
-to resume).
+the runs already in ``--out``. Everything is done by :func:`ul_jax.paper.runner.reproduce`; at the
+end, :func:`ul_jax.paper.summary_text.format_suite_summary` lists every run's state (complete,
+non-finite, failed with its error, not finished) and where the results JSON, figures and document
+went. Exit codes: 0 done, 1 a run failed (or an error, one line; ``--debug``: its traceback), 2 a
+bad command line or suite, 75 interrupted (``SIGTERM``; rerun to resume), 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from absl import flags
 
-from launch._flags import parse
+from launch._flags import define_debug, parse
 from ul_jax.paper import runner
 from ul_jax.paper.suites import SUITES
+from ul_jax.paper.summary_text import format_suite_summary
+from ul_jax.train.cli import EXIT_USAGE, one_line_errors
 
 PROG = "python -m launch.reproduce"
 
@@ -39,6 +44,7 @@ def _flags() -> flags.FlagValues:
     flags.DEFINE_boolean("tables_only", False, "no training: tables/figures/docs", flag_values=fv)
     flags.DEFINE_string("fig_dir", None, "default: <repo>/figures/reproduction", flag_values=fv)
     flags.DEFINE_string("docs", str(runner.DOCS), "results document to update", flag_values=fv)
+    define_debug(fv)
     return fv
 
 
@@ -46,16 +52,23 @@ def main(argv: list[str] | None = None) -> int:
     a = _flags()
     parse(a, argv, PROG, __doc__, lists=("only", "seeds"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return runner.reproduce(
-        a.suite,
-        a.out,
-        seeds=a.seeds,
-        only=a.only,
-        tables_only=a.tables_only,
-        fig_dir=a.fig_dir,
-        docs=a.docs,
-        prog=PROG,
-    )
+    since = time.time()  # the summary lists the figures written from here on
+    with one_line_errors(PROG, debug=a.debug):
+        code = runner.reproduce(
+            a.suite,
+            a.out,
+            seeds=a.seeds,
+            only=a.only,
+            tables_only=a.tables_only,
+            fig_dir=a.fig_dir,
+            docs=a.docs,
+            prog=PROG,
+        )
+        if code != EXIT_USAGE:
+            kw = dict(seeds=a.seeds, only=a.only, fig_dir=a.fig_dir, docs=a.docs, since=since)
+            text = format_suite_summary(a.suite, a.out, tables_only=a.tables_only, **kw)
+            print(f"\n{text}")
+    return code
 
 
 if __name__ == "__main__":

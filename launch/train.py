@@ -1,7 +1,11 @@
 """Train a classifier: ``python -m launch.train --config configs/X.py[:variant] --workdir DIR
-[--config.field=value ...] [--until_step K] [--skip_nonfinite N]``.
+[--config.field=value ...] [--until_step K] [--skip_nonfinite N] [--debug]``.
 
-``--config_help`` lists every config field. Resume, exit codes (0, 1, 3 diverged, 75 preempted)
+``--config_help`` lists every config field. Ends with a summary (final metrics, wall time, img/s,
+the files written, the next command); an interactive terminal shows a progress bar
+(``UL_JAX_PROGRESS=log`` keeps the log lines). An expected error is one line
+(``python -m launch.train: error: ...``); ``--debug`` or ``UL_JAX_DEBUG=1`` shows its traceback.
+Resume, exit codes (0; 1 an error; 2 a bad command line; 3 diverged; 75 preempted; 130 Ctrl-C)
 and the multi-host environment variables: :mod:`ul_jax.train.cli`.
 """
 
@@ -29,12 +33,20 @@ flags.DEFINE_bool(
     False,
     "print every config field (type, default, allowed values, meaning) and exit",
 )
+_DEBUG = flags.DEFINE_bool(
+    "debug", False, "show the traceback of an error instead of one line (or UL_JAX_DEBUG=1)"
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     cli.main(
-        argv, _CONFIG.value, _WORKDIR.value, until_step=_UNTIL.value, skip_nonfinite=_SKIP.value
+        argv,
+        _CONFIG.value,
+        _WORKDIR.value,
+        until_step=_UNTIL.value,
+        skip_nonfinite=_SKIP.value,
+        debug=_DEBUG.value,
     )
 
 
@@ -49,7 +61,7 @@ if __name__ == "__main__":
         flags_parser=app_flags_parser(
             USAGE,
             __doc__,
-            ["config", "workdir", "until_step", "skip_nonfinite", "config_help"],
+            ["config", "workdir", "until_step", "skip_nonfinite", "debug", "config_help"],
             cli.parse_flags,
             describe_fields,
         ),

@@ -3,6 +3,7 @@ argparse-compatible list flags (``--ood a b``, ``--seeds 0 1`` as in the README)
 (exit code 2 with a one-line message) and ``--help``; the benchmark CLI's config."""
 
 import json
+import os
 
 import pytest
 from absl import flags
@@ -132,17 +133,36 @@ def test_bench_cli_builds_the_training_config(monkeypatch, capsys, tmp_path):
     assert calls.pop() == (
         "data",
         {
+            "json_path": None,
+            "dataset": "cifar10",
             "source": "synthetic",
             "data_dir": "d",
             "batch_size": 32,
-            "steps": 200,
-            "warmup": 20,
+            "steps": None,  # the suite's own default (200 for cifar10)
+            "warmup": None,
             "seed": 0,
-            "json_path": None,
+            "records": 512,
+            "workers": (),
+            "image_size": 224,
         },
     )
+    # plan: the device counts / dtypes as tuples, and the CPU devices forced before jax starts
+    monkeypatch.setenv("XLA_FLAGS", "")
+    argv = ["plan", "--devices", "1", "--devices", "2", "--dtypes", "float32", "--mfu", "0.3"]
+    assert bench.main(argv) == 0
+    assert calls.pop() == (
+        "plan",
+        {
+            "json_path": None,
+            "device_counts": (1, 2),
+            "dtypes": ("float32",),
+            "mfu": 0.3,
+            "markdown": None,
+        },
+    )
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     assert bench.main([]) == 2 and bench.main(["nope"]) == 2
-    assert "usage: python -m launch.bench {ufm|train|data}" in capsys.readouterr().err
+    assert "usage: python -m launch.bench {ufm|train|data|plan}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         bench.main(["train", "--dtype", "float64"])
     assert e.value.code == 2 and "python -m launch.bench train: error:" in capsys.readouterr().err

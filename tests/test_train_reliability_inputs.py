@@ -728,20 +728,9 @@ def _cli_command(c: Case, tmp: Path) -> tuple[list[str], dict]:
 
 
 def _cli_outcome(rc: int, stderr: str) -> tuple[str, str]:
-    """absl's ``FATAL Flags parsing error`` (with the first line and the exception line of a
-    multi-line one), else the last line (an exception's, or a usage error's)."""
+    """``("exit N", the last stderr line)``: the CLI's one-line error."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    starts = [i for i, ln in enumerate(lines) if ln.startswith("FATAL ")]
-    if not starts:
-        return f"exit {rc}", lines[-1]
-    block = lines[starts[-1] :]
-    block = block[
-        : next((i for i, ln in enumerate(block) if ln.startswith("Pass --help")), len(block))
-    ]
-    if len(block) == 1:
-        return f"exit {rc}", block[0]
-    errors = [ln for ln in block if re.match(r"^[\w.]+(Error|Exception): ", ln)]
-    return f"exit {rc}", " ".join([block[0], block[1], *errors[-1:]])
+    return f"exit {rc}", lines[-1] if lines else ""
 
 
 def run_case(c: Case, tmp: Path) -> tuple[str, str]:
@@ -827,7 +816,7 @@ def cli_results(tmp_path_factory):
     for cid, (tmp, p) in procs.items():
         _, err = p.communicate(timeout=300)
         kind, msg = _cli_outcome(p.returncode, err)
-        out[cid] = (kind, _normalize(msg, tmp), tmp)
+        out[cid] = (kind, _normalize(msg, tmp), tmp, err)
     return out
 
 
@@ -837,9 +826,11 @@ def test_bad_input_gets_the_documented_error(cid, tmp_path, cli_results):
     row = read_table().get(cid)
     assert row is not None, f"{cid} is not in docs/RELIABILITY.md"
     if c.cli is not None:
-        kind, msg, tmp = cli_results[cid]
+        kind, msg, tmp, err = cli_results[cid]
         assert kind != "exit 0"
         assert not (tmp / "run").exists()  # nothing written before the error
+        assert err.count("\n") == 1 and "Traceback" not in err, err  # one line, no traceback
+        assert msg.startswith("python -m launch.train: error: "), msg
     else:
         kind, msg = run_case(c, tmp_path)
         assert kind != "no error"

@@ -198,40 +198,52 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     assert jax.device_count() == 8, jax.devices()
     ds = D.load_dataset("digits", "train", source="digits", image_size=8)
     mean, std = (tuple(map(float, v)) for v in D.channel_stats(ds.images))
-    model = build_model("resnet8", 10, head="pal", final_relu=False, width_multiplier=0.25)
     tx, sched = make_optimizer(learning_rate=0.1, total_steps=10, momentum=0.9, weight_decay=5e-4)
-    cfg = StepConfig(loss="ul", mean=mean, std=std, augment="crop_flip", crop_padding=2)
-    out, states = {}, {}
-    for ndev in (8, 1):
-        mesh = D.data_mesh(jax.devices()[:ndev])
-        state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
-        step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
-        for b in D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0, 0, 2):
-            gb = D.to_global_array(b, mesh)
-            assert len(gb["image"].sharding.device_set) == ndev
-            assert len(gb["image"].addressable_shards) == ndev
-            state, m = step(state, gb)
-        leaf = state.params["trunk"]["conv_init"]["kernel"]
-        assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == ndev
-        states[ndev] = jax.device_get(state)
-        out[f"nonfinite_{ndev}"] = int(m["nonfinite"])
 
     def maxdiff(a, b):
         return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
                    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     def maxabs(a):
         return max(float(np.max(np.abs(np.asarray(x)))) for x in jax.tree.leaves(a))
-    for name in ("params", "batch_stats", "opt_state"):
-        out[f"{name}_maxdiff"] = maxdiff(getattr(states[8], name), getattr(states[1], name))
-        out[f"{name}_maxabs"] = maxabs(getattr(states[1], name))
-    out["step"] = [int(states[8].step), int(states[1].step)]
+
+    # (name, loss, head, EFR λ, RLR): the objective set of the paper's variants
+    variants = json.loads(sys.argv[1])
+    out = {}
+    for name, loss, head, efr, rlr in variants:
+        model = build_model("resnet8", 10, head=head, final_relu=False, width_multiplier=0.25)
+        cfg = StepConfig(loss=loss, efr_weight=efr, rlr=rlr, mean=mean, std=std,
+                         augment="crop_flip", crop_padding=2)
+        states, metrics, r = {}, {}, {}
+        for ndev in (8, 1):
+            mesh = D.data_mesh(jax.devices()[:ndev])
+            state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
+            step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
+            for b in D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0, 0, 3):
+                gb = D.to_global_array(b, mesh)
+                assert len(gb["image"].sharding.device_set) == ndev
+                assert len(gb["image"].addressable_shards) == ndev
+                state, m = step(state, gb)
+            r[f"compiles_{ndev}"] = step._cache_size()  # 3 steps, one compilation
+            leaf = state.params["trunk"]["conv_init"]["kernel"]
+            assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == ndev
+            states[ndev] = jax.device_get(state)
+            metrics[ndev] = {k: float(v) for k, v in jax.device_get(m).items()}
+            r[f"nonfinite_{ndev}"] = int(m["nonfinite"])
+        for part in ("params", "batch_stats", "opt_state"):
+            r[f"{part}_maxdiff"] = maxdiff(getattr(states[8], part), getattr(states[1], part))
+            r[f"{part}_maxabs"] = maxabs(getattr(states[1], part))
+        r["metrics_8"], r["metrics_1"] = metrics[8], metrics[1]
+        r["step"] = [int(states[8].step), int(states[1].step)]
+        out[name] = r
+        if len(out) == 1:  # the first variant's model and state, for the BatchNorm check below
+            bn_model, bn_state = model, states[1]
 
     # BatchNorm over a sharded batch uses the *global* batch mean: the first BN's statistics
     # equal the 1-device ones and differ from those of device 0's 8-example shard alone.
     x = D.cifar_eval_transform(next(D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0))["image"], mean, std)
-    variables = jax.device_get(states[1]).variables()
+    variables = bn_state.variables()
     def bn_stats(xx):
-        _, new = model.apply(variables, xx, train=True, mutable=["batch_stats"])
+        _, new = bn_model.apply(variables, xx, train=True, mutable=["batch_stats"])
         return new["batch_stats"]["trunk"]["bn_init"]["mean"]
     mesh8 = D.data_mesh()
     xs = jax.device_put(x, D.data_sharding(mesh8))
@@ -244,7 +256,22 @@ _SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_sharded_step_matches_single_device(tmp_path):
+# (name, loss, head, EFR λ, RLR): UL+PAL (the default suite), then the paper's objectives
+# that add terms to the step — EFR (UL+PAL+EFR) and RLR (UL+FNPAL+RLR) — in the slow suite.
+_PAL = [["ul_pal", "ul", "pal", 0.0, False]]
+_OBJECTIVES = [
+    ["ul_pal_efr", "ul", "pal", 1e-3, False],
+    ["ul_fnpal_rlr", "ul", "fnpal", 0.0, True],
+]
+
+
+@pytest.mark.parametrize(
+    "variants", [_PAL, pytest.param(_PAL + _OBJECTIVES, marks=pytest.mark.slow)], ids=["pal", "all"]
+)
+def test_sharded_step_matches_single_device(tmp_path, variants):
+    """8 forced CPU devices vs 1: after 3 steps the parameters, BN statistics, optimizer state
+    and the step's metrics agree to float32 tolerance for every objective, each sharded step
+    compiles once, and BatchNorm normalizes with the global-batch statistics."""
     script = tmp_path / "sharded.py"
     script.write_text(_SHARDED_SCRIPT)
     env = {
@@ -253,18 +280,26 @@ def test_sharded_step_matches_single_device(tmp_path):
         "JAX_PLATFORMS": "cpu",
     }
     proc = subprocess.run(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), json.dumps(variants)],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1200,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    r = json.loads(line[len("RESULT ") :])
-    assert r["step"] == [2, 2] and r["nonfinite_8"] == r["nonfinite_1"] == 0
-    for name in ("params", "batch_stats", "opt_state"):
-        assert r[f"{name}_maxdiff"] <= 1e-5 * max(1.0, r[f"{name}_maxabs"]), (name, r)
-    assert r["bn_global_vs_single"] < 1e-5, r
-    assert r["bn_global_vs_shard0"] > 1e-3, r
+    res = json.loads(line[len("RESULT ") :])
+    assert [k for k in res if not k.startswith("bn_")] == [v[0] for v in variants]
+    for name, *_ in variants:
+        r = res[name]
+        assert r["step"] == [3, 3] and r["nonfinite_8"] == r["nonfinite_1"] == 0, (name, r)
+        assert r["compiles_8"] == r["compiles_1"] == 1, (name, r)
+        for part in ("params", "batch_stats", "opt_state"):
+            assert r[f"{part}_maxdiff"] <= 1e-5 * max(1.0, r[f"{part}_maxabs"]), (name, part, r)
+        m8, m1 = r["metrics_8"], r["metrics_1"]
+        assert set(m8) == set(m1)
+        for k in m1:
+            assert m8[k] == pytest.approx(m1[k], rel=1e-4, abs=1e-5), (name, k)
+    assert res["bn_global_vs_single"] < 1e-5, res
+    assert res["bn_global_vs_shard0"] > 1e-3, res

@@ -24,7 +24,6 @@ import dataclasses
 import importlib.util
 import math
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -534,8 +533,9 @@ def load_config_file(
     else:
         file, root = (REPO_ROOT / p).resolve(), REPO_ROOT
     if not file.is_file():
+        where = sorted({str(Path.cwd()), str(REPO_ROOT)})
         raise FileNotFoundError(
-            f"config file {path!r} not found (relative to {Path.cwd()} or {REPO_ROOT})"
+            f"config file {path!r} not found (relative to {' or '.join(where)})"
         )
     ensure_on_path(root)
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
@@ -560,10 +560,12 @@ def define_config_flag(name: str, help_string: str, lock_config: bool = True):
             try:
                 config = load_config_file(path)
             except (TypeError, ValueError, OSError) as e:
-                # absl keeps only the message of a TypeError/ValueError: put the trace in it
-                raise (type(e) if isinstance(e, (TypeError, ValueError)) else ValueError)(
-                    "Error whilst parsing config file:\n\n" + traceback.format_exc()
-                ) from None
+                # absl keeps only the message of a ValueError: one line naming the problem (the
+                # traceback stays in the chain: --debug / UL_JAX_DEBUG=1 shows it)
+                message = " ".join(str(e).split())
+                if not isinstance(e, (ValueError, OSError)):
+                    message = f"{type(e).__name__}: {message}"
+                raise ValueError(message) from e
             if lock_config and callable(getattr(config, "lock", None)):
                 config.lock()
             return config

@@ -63,12 +63,14 @@ def resolve_image_folder(
     for c in candidates:
         if c.exists():
             return c
+    missing = "" if base.is_dir() else f" ({base} does not exist)"
     raise FileNotFoundError(
-        f"no image folder for dataset {name!r}: none of {[str(c) for c in candidates]} exists. "
-        f"Put an ImageFolder archive (split/class_name/image) there, pass path=..., or set "
-        f"${_cache.ENV_DATA_DIR} (default <repo>/../shared/data, which has cifar10.tar.gz on the "
-        "project's machines). CIFAR-100 and SVHN are not available offline: use source='tfds' "
-        "where the network allows."
+        f"no image folder for dataset {name!r}: none of {[str(c) for c in candidates]} "
+        f"exists{missing}. Put an ImageFolder archive (split/class_name/image) there, or give "
+        "the directory that holds it as data.data_dir (--config.data.data_dir=DIR; data_dir= "
+        f"or path= of load_dataset) or ${_cache.ENV_DATA_DIR} (default <repo>/../shared/data, "
+        "which has cifar10.tar.gz on the project's machines). CIFAR-100 and SVHN are not "
+        "available offline: use source='tfds' where the network allows."
     )
 
 

@@ -43,8 +43,8 @@ def _prepare_hint(name: str, data_dir: str | None) -> str:
     return (
         f"prepare it on a machine with network access with `tfds build {name}{dd} "
         f"--file_format=array_record` (ImageNet needs its tars downloaded by hand into "
-        f"<data_dir>/downloads/manual, see the tfds imagenet2012 docs), or set data_dir / "
-        "$TFDS_DATA_DIR to where it is prepared"
+        f"<data_dir>/downloads/manual, see the tfds imagenet2012 docs), or point data.data_dir "
+        "(--config.data.data_dir=DIR) or $TFDS_DATA_DIR to where it is prepared"
     )
 
 
@@ -87,9 +87,12 @@ def open_data_source(
         err = _not_prepared(name, split, data_dir, e)
         if isinstance(err, RuntimeError) and tensorflow_available():
             raise
-        raise err from e
+        # not prepared: tfds's error claims a TFRecord dataset "already prepared" there (it
+        # looks at the version folder only), which misleads; the message says what tfds found
+        raise err from (None if isinstance(err, FileNotFoundError) else e)
     except (FileNotFoundError, AssertionError, ValueError, OSError) as e:
-        raise _not_prepared(name, split, data_dir, e) from e
+        err = _not_prepared(name, split, data_dir, e)
+        raise err from (None if isinstance(err, FileNotFoundError) else e)
 
 
 def _read_source(ds, image_key: str, label_key: str) -> tuple[np.ndarray, np.ndarray]:

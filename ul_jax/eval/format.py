@@ -1,16 +1,19 @@
-"""Text of eval results: :func:`format_eval` (one run, ``python -m launch.evaluate``),
+"""Text of eval results: :func:`format_eval` (one run, ``python -m launch.evaluate``), with
+:func:`format_eval_outputs` (where its JSON and figures went, the next commands),
 :func:`format_report` (a Table 2/3-style comparison of runs, ``python -m launch.report``) and
 :func:`run_label`."""
 
 from __future__ import annotations
 
 import math
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ul_jax.metrics import OOD_SCORE_NAMES as SCORE_NAMES  # ("msp", "energy", "feature_norm")
+from ul_jax.train.summary_text import fmt_duration, format_files
 
-__all__ = ["run_label", "format_eval", "format_report"]
+__all__ = ["run_label", "format_eval", "format_eval_outputs", "format_report"]
 
 
 def _g(v: float | None) -> str:
@@ -122,10 +125,39 @@ def format_eval(result: Mapping) -> str:
                 (name, str(o["num_examples"]), rs, cell("fpr95"), cell("auroc"), cell("aupr"))
             )
         lines += ["  " + l for l in _align(rows)]
-    files = result.get("files", {})
-    if files:
-        lines += ["", "files: " + ", ".join(files.values())]
     return "\n".join(lines)
+
+
+def format_eval_outputs(result: Mapping) -> str:
+    """Where an :func:`evaluate_run` result went — its JSON (``result["path"]``) and figures,
+    one line each with what it shows — and the next commands (compare runs, draw curves)."""
+    path = Path(result["path"])
+    what = {"json": "every number above (python -m launch.report reads it)"}
+    what["reliability_diagram"] = "reliability diagram (calibration)"
+    files = [(path.name, what["json"])]
+    for key, name in result.get("files", {}).items():
+        if key == "json":
+            continue
+        if key.startswith("ood_hist_"):
+            files.append((name, f"ID vs OOD ({key[len('ood_hist_') :]}) score histograms"))
+        else:
+            files.append((name, what.get(key, key)))
+    workdir = shlex.quote(str(result["run"]["workdir"]))
+    arg = shlex.quote(str(path)) if path.name != "eval.json" else shlex.quote(str(path.parent))
+    took = (
+        [f"evaluated step {result['run']['step']} in {fmt_duration(float(result['seconds']))}"]
+        if "seconds" in result
+        else []
+    )
+    return "\n".join(
+        took
+        + format_files(path.parent, files, "wrote to")
+        + [
+            f"next: python -m launch.report {arg} [OTHER_RUN ...]   (runs side by side, "
+            "Tables 2-3 layout)",
+            f"      python -m launch.plot {workdir}   (training curves)",
+        ]
+    )
 
 
 def _align(rows: Sequence[Sequence[str]]) -> list[str]:

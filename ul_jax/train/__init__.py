@@ -18,8 +18,12 @@ Modules:
   writers     -- ``metrics.jsonl`` and TensorBoard event files (tensorboardX, no TensorFlow).
   plot        -- :func:`plot_curves`: the training curves of ``metrics.jsonl`` files as a PNG
                  (``WORKDIR/curves.png`` at the end of a run, ``python -m launch.plot``).
-  cli         -- the body of ``python -m launch.train`` (flag errors, exit codes 0/1/3/75,
-                 multi-host runtime); imported by the CLI only.
+  progress    -- the progress bar on a terminal (tqdm) and its ETA (wall time per step,
+                 evaluation and checkpoints included).
+  summary_text -- the end-of-run summary of ``python -m launch.train`` (metrics, files, next
+                 command) and the number formats the other summaries share.
+  cli         -- the body of ``python -m launch.train``, and the one-line errors and exit codes
+                 (0/1/2/3/75/130, ``--debug``) of every ``launch/`` command; multi-host runtime.
 
 The config schema (every field, its checks, docs and resume rule) is :mod:`ul_jax.config`;
 configs are in ``configs/``; the CLI is ``python -m launch.train`` (:mod:`ul_jax.train.cli`). Resume, fallback and

@@ -34,7 +34,8 @@ What happens, in order:
 5. Steps: step ``k`` (1-based: the state holds ``k`` updates after it) trains on train batch
    ``k − 1`` (:func:`ul_jax.data.train_batches` index) augmented with
    ``augment_key(seed, k − 1)`` (the key is derived from ``state.step`` inside the step). Every ``log_every`` steps (and at the end) a line goes to ``metrics.jsonl``, to
-   TensorBoard and to the console (throughput, ETA); every ``eval_every`` steps (0: every epoch)
+   TensorBoard and to the console (throughput, ETA; on an interactive terminal a progress bar
+   instead, :mod:`ul_jax.train.progress`); every ``eval_every`` steps (0: every epoch)
    and at the end the whole test set is evaluated; every ``checkpoint_every`` steps (0: every
    epoch) and at the end a checkpoint is saved. A run that reaches its last step draws
    ``WORKDIR/curves.png`` (:func:`ul_jax.train.plot.write_run_curves`; a failure only warns).
@@ -81,6 +82,7 @@ from ul_jax import data as uldata
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
 from ul_jax.train.preemption import _PreemptionWatch
+from ul_jax.train.progress import ProgressBar, WallRate, use_progress_bar
 from ul_jax.train.setup import Schedule, TrainData, compile_run, load_train_data, schedule_from
 from ul_jax.train.step import decode_nonfinite
 from ul_jax.train.summaries import BATCH_METRICS, evaluate, summarize, theorem6_scale_from
@@ -155,6 +157,9 @@ def train_and_evaluate(
       ``{"step": k, "train/...": ..., "eval/...": ...}``: the last logged train metrics and the
       last evaluation of this call (at the end of training: the final evaluation); plus
       ``"preempted": True`` if a ``SIGTERM`` stopped the run early (with a checkpoint at ``k``).
+      When the call reached its last step (the end or ``until_step``) also ``"total_steps"``
+      (the schedule's length) and, given two log lines or more, ``"perf/images_per_sec"``: this
+      call's mean training throughput (compilation, evaluation and checkpoints excluded).
 
     Raises:
       ValueError: a bad config field, a config that does not match the work directory's
@@ -198,6 +203,7 @@ def _train_and_evaluate(
     config, workdir: Path, until_step, skip_nonfinite: int, preempt: _PreemptionWatch, lock
 ) -> dict[str, Any]:
     is_main = jax.process_index() == 0
+    show_bar = is_main and use_progress_bar()  # a bad UL_JAX_PROGRESS fails before any work
     stored = prepare_workdir(workdir, config)
     data = load_train_data(config)
     sched = schedule_from(config, data, until_step)
@@ -205,7 +211,7 @@ def _train_and_evaluate(
     mesh = uldata.data_mesh()
     fns = compile_run(config, data, sched.total, sched.steps_per_epoch, mesh)
     state = fns.init_fn()
-    ckpt = writer = None
+    ckpt = writer = bar = None
     try:
         ckpt, state, start, resumed = start_or_resume(
             config, workdir, state, sched.first_ckpt, sched.total, is_main
@@ -219,13 +225,13 @@ def _train_and_evaluate(
                 )
             return {"step": start, "preempted": True}
         if start >= sched.stop:
-            return {"step": start, **run_eval(state)}
+            return {"step": start, "total_steps": sched.total, **run_eval(state)}
         writer = MetricWriter(
             workdir, resume_step=start, enabled=is_main, tensorboard=config.tensorboard
         )
         if is_main:
             logging.info(
-                "training %s/%s for %d steps (%d per epoch, batch %d on %d devices), "
+                "training %s/%s for %d steps (%d per epoch, batch %d on %d %s device(s)), "
                 "from step %d to %d",
                 config.data.name,
                 config.model.arch,
@@ -233,10 +239,12 @@ def _train_and_evaluate(
                 sched.steps_per_epoch,
                 config.batch_size,
                 jax.device_count(),
+                jax.devices()[0].platform,
                 start,
                 sched.stop,
             )
         progress = _Progress.resumed(resumed, start, ckpt.path(start) if start > 0 else None)
+        bar = ProgressBar(start, sched.total) if show_bar else None
         loop = _Loop(
             config,
             sched,
@@ -250,12 +258,15 @@ def _train_and_evaluate(
             skip_nonfinite,
             is_main,
             lock,
+            bar,
         )
         out = loop.run(state, start, progress)
         if is_main and out["step"] == sched.total and not out.get("preempted"):
             write_run_curves(workdir)  # WORKDIR/curves.png; a failure is only a warning
         return out
     finally:
+        if bar is not None:
+            bar.close()
         if writer is not None:
             writer.close()
         if ckpt is not None:
@@ -296,6 +307,7 @@ class _Loop:
     skip_nonfinite: int
     is_main: bool
     lock: Any  # ul_jax.train.lock.WorkdirLock (process 0) or NoLock
+    bar: ProgressBar | None = None  # process 0 on a terminal: the bar replaces the step lines
 
     def run(self, state, start: int, p: _Progress) -> dict[str, Any]:
         """Steps ``start + 1 … stop`` with logs, evaluations and checkpoints (module docstring,
@@ -332,7 +344,11 @@ class _Loop:
             if row:
                 self.writer.write(step, row)
             if is_log and self.is_main:
-                logging.info("%s", p.console_line(step, sched, is_eval, self.config.batch_size))
+                line = p.console_line(step, sched, is_eval, self.config.batch_size)
+                if self.bar is None or is_eval:  # with a bar: evaluations only, above it
+                    logging.info("%s", line)
+                if self.bar is not None:
+                    self.bar.update(step, p.bar_text(step, sched, self.config.batch_size))
             if is_ckpt:
                 p.last_ckpt = p.timed(self.ckpt.save, step, state, extra=p.checkpoint_extra())
             if preempted:
@@ -348,7 +364,13 @@ class _Loop:
                     p.last_ckpt,
                 )
             return {"step": step, "preempted": True, **p.last_train, **p.last_eval}
-        return {"step": sched.stop, **p.last_train, **p.last_eval}
+        return {
+            "step": sched.stop,
+            "total_steps": sched.total,
+            **p.last_train,
+            **p.last_eval,
+            **p.throughput(self.config.batch_size),
+        }
 
     def _check_finite(self, pending: list[tuple[int, dict]], p: _Progress) -> dict:
         """Fetches the pending steps' metrics to the host; skips (up to ``skip_nonfinite`` in a
@@ -387,8 +409,9 @@ class _Progress:
     """The loop's host-side state: the batch metrics of the finite steps since the last log
     line, the refused updates among them (``skipped``) and in a row (``streak``) — carried over a
     resume by the checkpoint, so that the next log line is the one of an uninterrupted run —,
-    the last logged train metrics and evaluation, the last checkpoint, and the throughput clock
-    (eval and checkpoint time are ``overhead``, left out of the rate)."""
+    the last logged train metrics and evaluation, the last checkpoint, and the clocks: the
+    throughput (``rate``: eval and checkpoint time are ``overhead``, left out of it) and the
+    wall-clock rate of the ETA (``wall``: everything since the first log line counts)."""
 
     interval: list[dict[str, float]]
     skipped: int
@@ -401,6 +424,9 @@ class _Progress:
     overhead: float = 0.0
     logs_done: int = 0
     rate: float = math.nan
+    wall: WallRate = dataclasses.field(default_factory=WallRate)
+    train_steps: int = 0  # timed training steps of this call (after the first log line) ...
+    train_seconds: float = 0.0  # ... and their time, overhead excluded
 
     @classmethod
     def resumed(cls, extra: dict[str, Any], start: int, last_ckpt: Path | None) -> _Progress:
@@ -437,9 +463,13 @@ class _Progress:
         """The ``train/*`` and ``perf/*`` values of a log line; starts the next interval."""
         now, row = time.perf_counter(), {}
         if self.logs_done > 0:  # the first interval includes compilation
-            self.rate = (step - self.t_step) / max(now - self.t_mark - self.overhead, 1e-9)
+            seconds = max(now - self.t_mark - self.overhead, 1e-9)
+            self.rate = (step - self.t_step) / seconds
+            self.train_steps += step - self.t_step
+            self.train_seconds += seconds
             row["perf/steps_per_sec"] = self.rate
             row["perf/images_per_sec"] = self.rate * batch_size
+        self.wall.mark(step, now)
         self.last_train = {**summarize(self.interval, last), "train/epoch": step / spe}
         if skip_nonfinite:
             self.last_train["train/skipped_steps"] = self.skipped
@@ -450,9 +480,34 @@ class _Progress:
         self.logs_done += 1
         return row
 
+    def throughput(self, batch_size: int) -> dict[str, float]:
+        """``{"perf/images_per_sec": …}``: this call's mean training throughput (``{}`` before
+        a second log line)."""
+        if self.train_steps == 0:
+            return {}
+        return {"perf/images_per_sec": self.train_steps * batch_size / self.train_seconds}
+
+    def eta(self, step: int, sched: Schedule) -> float:
+        """Seconds to ``sched.stop`` at the wall-clock rate (evaluation and checkpoints
+        included; :class:`ul_jax.train.progress.WallRate`)."""
+        return self.wall.eta(step, sched.stop, time.perf_counter())
+
+    def bar_text(self, step: int, sched: Schedule, batch_size: int) -> str:
+        """The progress bar's text after the counts: ETA, throughput, the last metrics."""
+        t, rate = self.last_train, self.rate
+        parts = [
+            f"ETA {_fmt_time(self.eta(step, sched))}",
+            f"{rate * batch_size:,.0f} img/s" if rate == rate else "compiling",
+            f"loss {t['train/loss']:.4g}",
+            f"acc {100 * t['train/accuracy']:.1f}%",
+        ]
+        if "eval/accuracy" in self.last_eval:
+            parts.append(f"eval {100 * self.last_eval['eval/accuracy']:.2f}%")
+        return ", ".join(parts)
+
     def console_line(self, step: int, sched: Schedule, is_eval: bool, batch_size: int) -> str:
         rate, t, total = self.rate, self.last_train, sched.total
-        eta = (sched.stop - step) / rate if rate == rate and rate > 0 else float("nan")
+        eta = self.eta(step, sched)
         line = (
             f"step {step}/{total} ({100 * step / total:.1f}%, epoch "
             f"{step / sched.steps_per_epoch:.2f}) loss {t['train/loss']:.4f} acc "
