@@ -709,4 +709,5 @@ def test_long_tailed_report_end_to_end(tmp_path):
         return {"status": "complete", "summary": {"top1": test}, "curves": {"val/ece": [ece]}}
 
     fake = {r0.name: {"seeds": {"0": entry(0.05, 0.9)}}, r1.name: {"seeds": {"0": entry(0.2, 1)}}}
-    assert long_tail.select_min(fake, [r0, r1], "val/ece") is r0
+    assert long_tail.select(fake, [r0, r1], "val/ece", lower=True) is r0
+    assert long_tail.select(fake, [r0, r1], "val/ece") is r1

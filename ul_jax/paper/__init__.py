@@ -9,12 +9,13 @@ module             job
 ``results``        read the run directories back: :func:`collect`, curves, statistics, timing
 ``claims``         the five first-pass claims: table + mechanical verdict each
 ``second_pass``    the second-pass sections (λ sweep, FNPAL scale, long runs) and their figures
+``long_tail``      the long-tailed sections (LT λ sweep, 200-epoch LT runs, calibration pair)
 ``figures``        the first-pass figures
 ``report``         :func:`report`: all of the above into results JSON, figures and docs
 ``docs``           :func:`update_docs`: the marked blocks of ``docs/REPRODUCTION.md``
 =================  ============================================================================
 
-Imports go one way: ``suites`` ← ``results`` ← ``claims`` / ``figures`` ← ``second_pass`` /
+Imports go one way: ``suites`` ← ``results`` ← ``claims`` / ``figures`` ← ``second_pass`` ← ``long_tail`` /
 ``docs`` ← ``report`` ← ``runner``. Config files are named by path in the suites and loaded by
 :func:`ul_jax.config.load_config_file`; nothing here imports ``configs``.
 """

@@ -203,17 +203,6 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     return "\n".join(rows), verdict
 
 
-def select_min(res: Mapping, runs: Sequence, key: str):
-    """The run with the *lowest* mean ``key`` over its finished seeds (ties: the earlier run);
-    ``None`` if none finished. Used with ``val/ece``: never looks at the test set."""
-    best, best_v = None, np.inf
-    for r in runs:
-        v = _col(_finals(res, r.name), key)
-        if v and np.mean(v) < best_v - 1e-12:
-            best, best_v = r, float(np.mean(v))
-    return best
-
-
 def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     """CE vs CE+EFR in the terminal phase: λ by validation ECE; test ECE/MCE/top-1."""
     rows = [
@@ -223,7 +212,7 @@ def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         "|" + "---|" * 10,
     ]
     fr = sorted(runs, key=_lam)
-    best = select_min(res, [r for r in fr if _lam(r) > 0], "val/ece")
+    best = select(res, [r for r in fr if _lam(r) > 0], "val/ece", lower=True)
     base = next((r for r in fr if _lam(r) == 0), None)
     for r in fr:
         fin = _finals(res, r.name)
@@ -319,7 +308,7 @@ def fig_calib(res: Mapping, runs: Sequence, path: Path) -> str | None:
     selected on validation ECE."""
     fr = sorted(runs, key=_lam)
     base = next((r for r in fr if _lam(r) == 0), None)
-    best = select_min(res, [r for r in fr if _lam(r) > 0], "val/ece")
+    best = select(res, [r for r in fr if _lam(r) > 0], "val/ece", lower=True)
     picks = [r for r in (base, best) if r is not None]
     bins = {
         r.name: [

@@ -75,14 +75,16 @@ def _fmt(xs: Sequence[float], pct: bool = False) -> str:
     return fmt_pct(xs) if pct else fmt_num(xs)
 
 
-def select(res: Mapping, runs: Sequence, key: str = "val/accuracy"):
-    """The run with the highest mean ``key`` over its finished seeds (ties: the earlier run in
-    ``runs``, i.e. the smaller λ / s); ``None`` if none finished. Never looks at the test set."""
+def select(res: Mapping, runs: Sequence, key: str = "val/accuracy", lower: bool = False):
+    """The run with the highest (``lower``: the lowest, e.g. ``val/ece``) mean ``key`` over its
+    finished seeds (ties: the earlier run in ``runs``, i.e. the smaller λ / s); ``None`` if none
+    finished. Used with validation keys only: never looks at the test set."""
+    sign = -1.0 if lower else 1.0
     best, best_v = None, -np.inf
     for r in runs:
         v = _col(_finals(res, r.name), key)
-        if v and np.mean(v) > best_v + 1e-12:
-            best, best_v = r, float(np.mean(v))
+        if v and sign * np.mean(v) > best_v + 1e-12:
+            best, best_v = r, sign * float(np.mean(v))
     return best
 
 
