@@ -673,11 +673,11 @@ def test_long_tailed_report_end_to_end(tmp_path):
     assert res["failed"] == [] and len(res["ran"]) == 5
     payload = json.loads((figs / "results_microlt.json").read_text())
     runs = payload["runs"]
-    # val/ece is logged and the calibration selection takes the lowest validation ECE
+    # val/ece is logged; the calibration selection takes the lowest validation NLL
     vece = {n: runs[n]["seeds"]["0"]["curves"]["val/ece"][-1] for n in ("cal_ce_efr_lam1e-2",)}
     assert 0 <= vece["cal_ce_efr_lam1e-2"] <= 1
     calib = payload["claims"]["calib"]
-    assert "chosen on validation ECE" in calib["verdict"] and "train accuracy" in calib["verdict"]
+    assert "chosen on validation NLL" in calib["verdict"] and "train accuracy" in calib["verdict"]
     lt = payload["claims"]["lt"]
     row = next(x for x in lt["table"].splitlines() if x.startswith("| lt_ce"))
     assert row.count("|") == 15 and "partial" not in row
@@ -702,12 +702,12 @@ def test_long_tailed_report_end_to_end(tmp_path):
     table, verdict = long_tail.lt_section(fake, [MICRO_LT[2]], [0])
     assert "partial: step 2,000/17,446, last test top-1 41.00 %" in table
     assert verdict.startswith("pending")
-    # selection by the lowest validation ECE ignores the test set
+    # selection by the lowest validation NLL ignores the test set
     r0, r1 = MICRO_LT[3], MICRO_LT[4]
 
     def entry(ece, test):
-        return {"status": "complete", "summary": {"top1": test}, "curves": {"val/ece": [ece]}}
+        return {"status": "complete", "summary": {"top1": test}, "curves": {"val/loss": [ece]}}
 
     fake = {r0.name: {"seeds": {"0": entry(0.05, 0.9)}}, r1.name: {"seeds": {"0": entry(0.2, 1)}}}
-    assert long_tail.select(fake, [r0, r1], "val/ece", lower=True) is r0
-    assert long_tail.select(fake, [r0, r1], "val/ece") is r1
+    assert long_tail.select(fake, [r0, r1], "val/loss", lower=True) is r0
+    assert long_tail.select(fake, [r0, r1], "val/loss") is r1

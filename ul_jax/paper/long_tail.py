@@ -12,7 +12,9 @@ subset is drawn, so validation is balanced like the test set and never overlaps 
   (15 bins), far-OOD AUROC, the head/tail feature norms; runs still training appear as
   **partial** rows with their last evaluation and step;
 * ``calib``: CE against CE+EFR on a balanced 100-per-class subset trained for 200 epochs into
-  the terminal phase; λ chosen by the **lowest validation ECE** (``val/ece``), ECE/MCE/top-1
+  the terminal phase; λ chosen by the **lowest validation NLL** (``val/loss`` of CE: a proper
+  scoring rule, so an over-regularized model that predicts the uniform distribution — ECE ≈ 0 at
+  chance accuracy — cannot win, as it could on the validation ECE), ECE/MCE/top-1
   reported on the test set, with the final training accuracy that shows the phase was reached.
 
 Figures: ``<suite>_lt_classes.png`` (per-class test accuracy and mean test ‖h‖, head → tail)
@@ -49,6 +51,7 @@ CURVE_KEYS = (
     "eval/class_feature_norm",
     "eval/class_prediction_share",
     "eval/loss",
+    "val/loss",
 )
 FAR_OOD = "digits_far_ood"
 
@@ -204,27 +207,27 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
 
 
 def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
-    """CE vs CE+EFR in the terminal phase: λ by validation ECE; test ECE/MCE/top-1."""
+    """CE vs CE+EFR in the terminal phase: λ by validation NLL; test ECE/MCE/top-1."""
     rows = [
-        "| run | λ_b | final train acc (%, augmented batches) | val ECE (%) | val top-1 (%) | "
-        "test ECE (%) | "
-        "test MCE (%) | test top-1 (%) | test NLL | n |",
-        "|" + "---|" * 10,
+        "| run | λ_b | final train acc (%, augmented batches) | val NLL | val ECE (%) | "
+        "val top-1 (%) | test ECE (%) | test MCE (%) | test top-1 (%) | test NLL | n |",
+        "|" + "---|" * 11,
     ]
     fr = sorted(runs, key=_lam)
-    best = select(res, [r for r in fr if _lam(r) > 0], "val/ece", lower=True)
+    best = select(res, [r for r in fr if _lam(r) > 0], "val/loss", lower=True)
     base = next((r for r in fr if _lam(r) == 0), None)
     for r in fr:
         fin = _finals(res, r.name)
         if not fin:
             rows.append(
-                f"| {r.name} | {_lam(r):.3g} | {_partial(res, r.name) or 'not run'} |" + " |" * 7
+                f"| {r.name} | {_lam(r):.3g} | {_partial(res, r.name) or 'not run'} |" + " |" * 8
             )
             continue
         mark = " **← selected on val**" if r is best else ""
         rows.append(
             f"| {r.name} | {_lam(r):.3g} | {_fmt(_col(fin, 'train/accuracy'), True)} | "
-            f"{_fmt(_col(fin, 'val/ece'), True)}{mark} | {_fmt(_col(fin, 'val/accuracy'), True)} | "
+            f"{_fmt(_col(fin, 'val/loss'))}{mark} | {_fmt(_col(fin, 'val/ece'), True)} | "
+            f"{_fmt(_col(fin, 'val/accuracy'), True)} | "
             f"{_fmt(_summ(res, r.name, lambda s: s['ece']), True)} | "
             f"{_fmt(_summ(res, r.name, lambda s: s['mce']), True)} | {_fmt(_col(fin, 'top1'), True)} | "
             f"{_fmt(_col(fin, 'eval/loss'))} | {len(fin)} |"
@@ -236,7 +239,7 @@ def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         tr = _col(_finals(res, base.name), "train/accuracy")
         if eb and ee:
             parts.append(
-                f"CE+EFR (λ_b = {_lam(best):.3g}, chosen on validation ECE) − CE = "
+                f"CE+EFR (λ_b = {_lam(best):.3g}, chosen on validation NLL) − CE = "
                 f"{100 * (mean_std(ee)[0] - mean_std(eb)[0]):+.2f} pts test ECE "
                 f"({_fmt(ee, True)} vs {_fmt(eb, True)} %)"
             )
@@ -305,10 +308,10 @@ def fig_lt_classes(res: Mapping, runs: Sequence, path: Path) -> str | None:
 
 def fig_calib(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """Reliability diagrams (test, 15 bins, seed-pooled counts) of CE and of the CE+EFR run
-    selected on validation ECE."""
+    selected on validation NLL."""
     fr = sorted(runs, key=_lam)
     base = next((r for r in fr if _lam(r) == 0), None)
-    best = select(res, [r for r in fr if _lam(r) > 0], "val/ece", lower=True)
+    best = select(res, [r for r in fr if _lam(r) > 0], "val/loss", lower=True)
     picks = [r for r in (base, best) if r is not None]
     bins = {
         r.name: [
