@@ -103,6 +103,7 @@ def base_config() -> ConfigDict:
     c.keep_checkpoints = 3
     c.tensorboard = True
     c.debug_nonfinite_at_step = -1
+    c.profile_steps = config_dict.placeholder(tuple)  # (first, count): steps to profile
     c.restart = False
     return c
 

@@ -93,6 +93,38 @@ def test_one_line_errors_context(capsys, monkeypatch):
     assert cli.debug_requested(False, {}) is False and cli.debug_requested(True, {}) is True
 
 
+def test_distributed_start_modes(monkeypatch, capsys):
+    """UL_JAX_DISTRIBUTED=auto: jax.distributed.initialize() with no arguments (JAX detects the
+    cluster); 1: with the UL_JAX_* settings; 0 / unset: not called; another value: one line
+    naming the variable, exit code 2 (a usage error)."""
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **kw: calls.append((a, kw)))
+    assert cli.init_distributed({"UL_JAX_DISTRIBUTED": "auto"}) is True
+    assert calls == [((), {})]
+    calls.clear()
+    env = {"UL_JAX_DISTRIBUTED": "1", "UL_JAX_NUM_PROCESSES": "2", "UL_JAX_PROCESS_ID": "1"}
+    assert cli.init_distributed(env) is True
+    assert calls == [((), {**cli.distributed_kwargs(env), "num_processes": 2, "process_id": 1})]
+    assert calls[0][1]["heartbeat_timeout_seconds"] == 60
+    calls.clear()
+    for off in ({}, {"UL_JAX_DISTRIBUTED": ""}, {"UL_JAX_DISTRIBUTED": "0"}):
+        assert cli.init_distributed(off) is False
+    assert calls == []
+
+    monkeypatch.delenv(cli.DEBUG_ENV, raising=False)
+    monkeypatch.setenv("UL_JAX_DISTRIBUTED", "yes")
+    with pytest.raises(SystemExit) as e:
+        with cli.one_line_errors("prog"):
+            cli.init_distributed()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and calls == []
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("prog: error: UL_JAX_DISTRIBUTED must be 'auto'")
+    assert "got UL_JAX_DISTRIBUTED='yes'" in err
+
+
 def _train(args: list[str], env: dict | None = None) -> subprocess.Popen:
     e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
     e.pop("XLA_FLAGS", None)

@@ -1,5 +1,7 @@
-"""EFR reduction, RLR per-example semantics, optimizer and weight-decay mask."""
+"""EFR reduction, RLR per-example semantics, optimizer and weight-decay mask; the objective with
+and without ``jit`` (``chex.variants``)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -168,3 +170,49 @@ def test_efr_lambda_conventions_have_the_same_feature_gradient():
         assert efr_weight_from(value, name, bsz, n) == pytest.approx(lb)
     with pytest.raises(ValueError, match="convention"):
         efr_weight_from(1.0, "mean", bsz, n)
+
+
+class ObjectiveUnderJitTest(chex.TestCase):
+    """The objective is the same function with and without ``jit`` (``chex.variants``): the EFR
+    term ``λ Σ_i ‖h_i‖²``, the mask (padding rows ignored) and the RLR weights ``‖h_i‖`` hold in
+    both, so nothing in it depends on Python-side values of traced arrays."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_efr_mask_and_loss_agree_with_and_without_jit(self):
+        h, w, y = _batch(4)
+        mask = jnp.asarray([1, 1, 1, 1, 1, 1, 0, 0], jnp.float32)
+        lam = 1e-3
+
+        @self.variant
+        def objective(h_, w_, y_, m_):
+            return classification_objective(
+                h_ @ w_, h_, y_, loss="ul", gamma=0.3, efr_weight=lam, mask=m_
+            )
+
+        garbage = h.at[6:].set(1e6)
+        total, aux = objective(garbage, w, y, mask)
+        ref_loss = losses.unhinged_loss(h[:6] @ w, y[:6], 0.3).mean()
+        np.testing.assert_allclose(aux["loss"], ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(aux["efr_term"], lam * np.sum(np.asarray(h[:6]) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(total, aux["loss"] + aux["efr_term"], rtol=1e-6)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_rlr_gradient_is_the_norm_weighted_per_example_gradient(self):
+        h, w, y = _batch(5)
+
+        @self.variant(static_argnums=1)
+        def grad_w(w_, rlr):
+            return jax.grad(lambda v: classification_objective(h @ v, h, y, loss="ce", rlr=rlr)[0])(
+                w_
+            )
+
+        per_ex = jax.vmap(
+            jax.grad(
+                lambda v, hi, yi: classification_objective((hi @ v)[None], hi[None], yi[None])[0]
+            ),
+            in_axes=(None, 0, 0),
+        )(w, h, y)
+        weights = jnp.linalg.norm(h, axis=1)
+        expected = jnp.einsum("b,bpc->pc", weights, per_ex) / h.shape[0]
+        np.testing.assert_allclose(grad_w(w, True), expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(grad_w(w, False), expected, atol=1e-4)

@@ -157,6 +157,23 @@ def test_nonfinite_stops_run_and_keeps_last_checkpoint(tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [2, 4, 6]
 
 
+def test_train_and_eval_steps_compile_once_per_run(tmp_path):
+    """Over several log intervals, evaluations, checkpoints and a resume from a restored
+    checkpoint, the jitted train and eval steps compile exactly once each (a retrace — a shape,
+    dtype, weak type or sharding that drifts between steps or after a restore — would add an
+    entry to their cache and cost a compile in every run)."""
+    from ul_jax.train import setup
+
+    c = tiny_config(seed=4321)  # a setup of its own: its compiled functions are fresh
+    train_and_evaluate(c, tmp_path / "run", until_step=6)  # logs 2, 4, 6; eval 6; ckpt 4, 6
+    fns = next(reversed(setup._COMPILED.values()))
+    assert (fns.train_fn._cache_size(), fns.eval_fn._cache_size()) == (1, 1)
+    out = train_and_evaluate(c, tmp_path / "run")  # resumed from checkpoint 6 to step 12
+    assert out["step"] == 12
+    assert next(reversed(setup._COMPILED.values())) is fns  # the same compiled functions ...
+    assert (fns.train_fn._cache_size(), fns.eval_fn._cache_size()) == (1, 1)  # ... not retraced
+
+
 def test_plain_unhinged_loss_with_huge_lr_diverges(tmp_path):
     # Fig. 19 in miniature: the plain UL with a learnable linear head blows up; the run stops
     # at the first non-finite step instead of training on NaNs.

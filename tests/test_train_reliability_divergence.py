@@ -14,10 +14,13 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from ul_jax.train import NonFiniteError, read_jsonl, restore_checkpoint, train_and_evaluate
 from ul_jax.train.checkpoint import Checkpointer
+from ul_jax.train.setup import build_optimizer_from_config
+from ul_jax.train.step import schedule_count
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import tiny_config
@@ -99,11 +102,20 @@ def test_skip_mode_refuses_exactly_the_bad_update_and_goes_on(tmp_path, caplog):
     ]
     assert all(r["train/loss"] is not None for r in rows)  # the refused step is not averaged
     s6, s7, s8 = (_final_state(work, k) for k in (6, 7, 8))
-    # update 7 was refused: only the step counter moved; update 8 was applied
+    # update 7 was refused: only the step and the schedule's counter moved; update 8 was applied
     assert int(s7.step) == 7
-    for name in ("params", "batch_stats", "opt_state"):
+    for name in ("params", "batch_stats"):
         assert _same_tree(getattr(s6, name), getattr(s7, name)), name
+    tget = optax.tree_utils.tree_get
+    assert _same_tree(tget(s6.opt_state, "trace"), tget(s7.opt_state, "trace"))
     assert not _same_tree(s7.params, s8.params)
+    # the schedule follows the step: the counter is the step, the logged lr of step k is the
+    # η(k - 1) it applied, and the last update applies the cosine's last value
+    _, sched = build_optimizer_from_config(c, total_steps=12, steps_per_epoch=1)
+    final = _final_state(work)
+    assert int(schedule_count(final.opt_state, final.step)) == 12
+    for r in rows:
+        assert r["train/lr"] == pytest.approx(float(sched(r["step"] - 1)), rel=1e-6), r["step"]
 
 
 def _ul_huge_lr():

@@ -1,6 +1,7 @@
 """Train/eval steps: fixed prototypes, the non-finite guard, masked eval, Fig. 19 metrics, and the
 sharded step on 8 fake CPU devices against 1 device."""
 
+import functools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from ul_jax import data as D
@@ -27,7 +29,7 @@ from ul_jax.train import (
     jit_train_step,
     prototype_metrics,
 )
-from ul_jax.train.step import last_block_bn_scale_norm
+from ul_jax.train.step import last_block_bn_scale_norm, schedule_count, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,11 +108,63 @@ def test_nonfinite_update_is_refused(digits8):
     names = decode_nonfinite(int(m2["nonfinite"]))
     assert "updated parameters" in names and "loss" not in names
     after = jax.device_get(state)
-    assert int(after.step) == 2  # the step counter advances ...
-    # ... but params, BN statistics and optimizer state keep their old (finite) values
-    for name in ("params", "batch_stats", "opt_state"):
+    assert int(after.step) == 2  # the step counter advances, and so does the lr schedule's ...
+    assert int(schedule_count(after.opt_state, after.step)) == 2
+    assert int(schedule_count(before.opt_state, before.step)) == 1
+    # ... but params, BN statistics and the optimizer's buffers keep their old (finite) values
+    for name in ("params", "batch_stats"):
         jax.tree.map(np.testing.assert_array_equal, getattr(after, name), getattr(before, name))
+    trace = optax.tree_utils.tree_get
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        trace(after.opt_state, "trace"),
+        trace(before.opt_state, "trace"),
+    )
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(after.params))
+
+
+def test_lr_after_a_refused_update_follows_the_step(digits8):
+    """Update 2 after a refused update 1 applies η(1), as the schedule of the step says, and
+    logs the lr it applied. Measured on the update itself: from the same parameters, batch and
+    augmentation key (the refused update changed neither params nor the zero momentum), the
+    update is ``−η·(g + λθ)`` with the same ``g + λθ``, so ``Δ₂ / Δ_fresh = η(1) / η(0)``
+    (cosine over 4 steps: 0.854)."""
+    train, _, mean, std = digits8
+    model = build_model("resnet8", 10, head="pal", width_multiplier=0.25)
+    tx, sched = make_optimizer(learning_rate=0.1, total_steps=4)
+    mesh = D.data_mesh()
+    state0 = jax.device_get(jit_init_state(model, tx, 0, (8, 8, 3), mesh))
+    batch = next(D.train_batches(train.images, train.labels, D.batch_layout(64), seed=0))
+    rng = jax.random.key(3)
+
+    def step_fn(debug_step):
+        cfg = StepConfig(
+            loss="ul", mean=mean, std=std, augment="crop", crop_padding=2,
+            debug_nonfinite_at_step=debug_step,
+        )  # fmt: skip
+        return jax.jit(functools.partial(train_step, model, tx, sched, cfg))
+
+    fresh, m_fresh = step_fn(-1)(state0, batch, rng)
+    refused = step_fn(1)
+    state1, m1 = refused(state0, batch, rng)
+    assert int(m1["nonfinite"]) != 0 and int(state1.step) == 1
+    state2, m2 = refused(state1, batch, rng)
+    assert int(m2["nonfinite"]) == 0
+
+    def delta(s):
+        return np.concatenate(
+            [
+                np.ravel(a - b)
+                for a, b in zip(jax.tree.leaves(s.params), jax.tree.leaves(state0.params))
+            ]
+        )
+
+    d_fresh, d2 = delta(fresh), delta(state2)
+    ratio = float(d2 @ d_fresh / (d_fresh @ d_fresh))
+    np.testing.assert_allclose(ratio, float(sched(1) / sched(0)), rtol=1e-3)
+    np.testing.assert_allclose(float(m2["lr"]), float(sched(1)), rtol=1e-6)  # the applied lr
+    np.testing.assert_allclose(float(m_fresh["lr"]), float(sched(0)), rtol=1e-6)
+    assert int(schedule_count(state2.opt_state, state2.step)) == 2
 
 
 def test_eval_counts_every_example_once(digits8, pal_run):

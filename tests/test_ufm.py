@@ -1207,3 +1207,35 @@ def test_notes_numbers_late_log_growth():
     np.testing.assert_allclose(
         abs(float(ufm.eigenvalues(c, n, 0.05)[1])) * c * math.sqrt(n), 3.95, rtol=1e-12
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# With and without jit (chex.variants)
+# ------------------------------------------------------------------------------------------------
+
+
+class SimulatorsUnderJitTest(chex.TestCase):
+    """The structured gradients (eq. 4) and the GD closed form against plain GD give the same
+    numbers with and without ``jit``: nothing in them reads a traced value on the host."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_structured_grads_equal_autodiff(self):
+        with jax.enable_x64(True):
+            H, W, b = _model(11)
+            got = self.variant(lambda h, w, b_: ufm.grads(h, w, b_, 0.25))(H, W, b)
+            ref = jax.grad(dense_loss, argnums=(0, 1, 2))(H, W, b, 0.25)
+            chex.assert_trees_all_close(got, ref, rtol=1e-12, atol=1e-14)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_gd_closed_form_matches_iterated_gd(self):
+        with jax.enable_x64(True):
+            H0, W0, b0 = _model(12)
+            lrs = 0.7 * (1 + jnp.cos(jnp.pi * jnp.arange(50) / 50)) / 2 + 0.05
+            kw = dict(gamma=0.05, s=3.0, weight_decay=(0.2, 0.5))
+            cf = self.variant(lambda h, w, b, lr: ufm.gd_closed_form(h, w, b, None, lr, **kw))
+            sim = self.variant(lambda h, w, b, lr: ufm.gradient_descent(h, w, b, lr, **kw))
+            got, ref = cf(H0, W0, b0, lrs), sim(H0, W0, b0, lrs)
+            assert rel_err(got, ref) < 1e-11
+            assert rel_err(ref, (H0, W0, b0)) > 0.1
+            naive = naive_gd(H0, W0, b0, lrs, 0.05, 3.0, 0.2, 0.5)
+            assert rel_err(ref, naive) < 1e-12

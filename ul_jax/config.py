@@ -108,6 +108,13 @@ def one_of(values, need: str | None = None) -> Rule:
 BOOL = Rule(lambda v: isinstance(v, bool), "True or False")
 
 
+def _step_window(v) -> bool:
+    """``None`` or a ``(first, count)`` pair (tuple, or list after JSON) of integers >= 1."""
+    return v is None or (
+        isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(x) and x >= 1 for x in v)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One config field. ``rule`` ``None``: not checked (any value of ``type``); ``shape``:
@@ -378,6 +385,16 @@ FIELDS: tuple[Field, ...] = (
         -1,
         "test hook: an infinite learning rate at this step (-1: off)",
         integer(1, "-1 (off) or a step >= 1", off=-1),
+    ),
+    F(
+        "profile_steps",
+        "tuple[int, int] | None",
+        None,
+        "(first, count): wrap train steps first .. first+count-1 in jax.profiler.trace, "
+        "written to WORKDIR/profile on process 0 (TensorBoard's profile plugin, Perfetto); "
+        "None: off",
+        Rule(_step_window, "None or a pair (first_step, num_steps) of integers >= 1"),
+        optional=True,
     ),
     F(
         "restart",

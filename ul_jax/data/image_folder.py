@@ -75,8 +75,9 @@ def _missing_path_error(path: Path) -> FileNotFoundError:
         f"image folder {str(path)!r} does not exist. Pass an existing directory or .tar/.tar.gz "
         f"archive laid out as split/class_name/image, or set ${_cache.ENV_DATA_DIR} to the folder "
         "that holds it (default <repo>/../shared/data, which has cifar10.tar.gz on the project's "
-        "machines; see ../shared/data/README.md). On a machine with network, source='tfds' "
-        "downloads cifar10/cifar100/svhn_cropped instead."
+        "machines; see ../shared/data/README.md). Or use source='tfds' with cifar10/cifar100/"
+        "svhn_cropped prepared beforehand (`tfds build NAME --file_format=array_record`; "
+        "ul_jax never downloads)."
     )
 
 

@@ -70,7 +70,9 @@ def resolve_image_folder(
         "the directory that holds it as data.data_dir (--config.data.data_dir=DIR; data_dir= "
         f"or path= of load_dataset) or ${_cache.ENV_DATA_DIR} (default <repo>/../shared/data, "
         "which has cifar10.tar.gz on the project's machines). CIFAR-100 and SVHN are not "
-        "available offline: use source='tfds' where the network allows."
+        "available offline: use source='tfds' with the dataset prepared beforehand on a "
+        f"machine with network (`tfds build {name} --file_format=array_record`; ul_jax never "
+        "downloads)."
     )
 
 

@@ -35,11 +35,15 @@ Exit codes (:data:`EXIT_CODES`; every ``launch/`` command):
       checkpoint
 ====  =====================================================================================
 
-Multi-host: run the same command in every process with ``UL_JAX_DISTRIBUTED=1``, which calls
-``jax.distributed.initialize()`` before anything touches a device. JAX detects SLURM, Open MPI,
-mpi4py, Kubernetes and Cloud TPU clusters by itself; elsewhere set ``JAX_COORDINATOR_ADDRESS``
-(``host:port`` of process 0) plus ``UL_JAX_NUM_PROCESSES`` and ``UL_JAX_PROCESS_ID`` (passed as
-``num_processes`` / ``process_id``). ``--workdir`` must be a directory all processes share: every
+Multi-host: run the same command in every process with ``UL_JAX_DISTRIBUTED`` set
+(:func:`init_distributed`), which calls ``jax.distributed.initialize`` before anything touches a
+device. ``UL_JAX_DISTRIBUTED=auto`` calls it with no arguments: JAX detects the cluster (Cloud TPU
+pods, SLURM, Open MPI, mpi4py, Kubernetes) and uses its own timeouts. ``UL_JAX_DISTRIBUTED=1``
+also lets JAX detect what it can, and passes ul_jax's timeouts below and, if set,
+``UL_JAX_NUM_PROCESSES`` / ``UL_JAX_PROCESS_ID`` (as ``num_processes`` / ``process_id``); with
+``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0) this starts any set of processes, e.g. on
+one machine over loopback. Unset, empty or ``0``: a single process; any other value is a usage
+error (exit 2) naming the variable. ``--workdir`` must be a directory all processes share: every
 process takes part in checkpointing, only process 0 writes metrics and ``config.json``.
 Timeouts of the distributed runtime (seconds; environment variables):
 ``UL_JAX_INIT_TIMEOUT_S`` (300: waiting for all processes to connect),
@@ -69,6 +73,8 @@ from ul_jax.config import describe_fields
 __all__ = [
     "DEBUG_ENV",
     "DISTRIBUTED_TIMEOUTS",
+    "DISTRIBUTED_MODES",
+    "init_distributed",
     "EXIT_CODES",
     "EXIT_DIVERGED",
     "EXIT_ERROR",
@@ -225,6 +231,32 @@ def distributed_kwargs(environ=os.environ) -> dict:
     return kw
 
 
+DISTRIBUTED_MODES = ("", "0", "1", "auto")
+
+
+def init_distributed(environ: Mapping[str, str] = os.environ) -> bool:
+    """Starts JAX's distributed runtime as ``UL_JAX_DISTRIBUTED`` says (module docstring):
+    ``auto`` → ``jax.distributed.initialize()``, ``1`` → with :func:`distributed_kwargs`, unset
+    / empty / ``0`` → nothing. Returns whether it initialized.
+
+    Raises:
+      app.UsageError: another value of ``UL_JAX_DISTRIBUTED``, or a bad timeout variable.
+    """
+    mode = environ.get("UL_JAX_DISTRIBUTED", "").strip().lower()
+    if mode not in DISTRIBUTED_MODES:
+        raise app.UsageError(
+            "UL_JAX_DISTRIBUTED must be 'auto' (JAX detects the cluster), '1' (with the "
+            "UL_JAX_* settings) or '0'/unset (one process); got "
+            f"UL_JAX_DISTRIBUTED={environ['UL_JAX_DISTRIBUTED']!r}"
+        )
+    if mode in ("", "0"):
+        return False
+    import jax
+
+    jax.distributed.initialize(**({} if mode == "auto" else distributed_kwargs(environ)))
+    return True
+
+
 def _flush_and_exit(code: int) -> None:
     """Exits now, without the runtime's shutdown barrier (which waits for every peer)."""
     for h in std_logging.getLogger().handlers + [logging.get_absl_handler()]:
@@ -296,8 +328,7 @@ def main(
         logging.get_absl_handler().addFilter(_QuietOrbax())
         import jax
 
-        if os.environ.get("UL_JAX_DISTRIBUTED", "") not in ("", "0"):
-            jax.distributed.initialize(**distributed_kwargs())
+        init_distributed()
     from ul_jax.train import NonFiniteError, train_and_evaluate
     from ul_jax.train.summary_text import format_train_summary
 

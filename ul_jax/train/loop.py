@@ -39,6 +39,10 @@ What happens, in order:
    and at the end the whole test set is evaluated; every ``checkpoint_every`` steps (0: every
    epoch) and at the end a checkpoint is saved. A run that reaches its last step draws
    ``WORKDIR/curves.png`` (:func:`ul_jax.train.plot.write_run_curves`; a failure only warns).
+   ``config.profile_steps = (first, count)`` traces steps ``first … first + count − 1`` (those
+   this call runs) with :func:`jax.profiler.start_trace` into ``WORKDIR/profile`` on process 0
+   (``plugins/profile/<time>/<host>.xplane.pb``: TensorBoard's profile plugin, Perfetto); the
+   trace ends after the last traced step's outputs are ready.
 6. Non-finite values: the step itself refuses a non-finite update (see
    :mod:`ul_jax.train.step`); the loop reads every step's ``nonfinite`` mask on the host at each
    log, eval and checkpoint step — so before any checkpoint is written — and raises
@@ -47,6 +51,9 @@ What happens, in order:
    up to ``N`` *consecutive* refused updates are skipped (a warning each; logged as
    ``train/skipped_steps``, left out of the batch-metric averages) and the run stops at the
    ``N + 1``-th, like dynamic loss scaling skips overflowing steps. The count survives a resume.
+   A skipped step drops its batch and its lr slot: the schedule follows the step, not the count
+   of applied updates, so the cosine still reaches its end on the last step; the logged
+   ``train/lr`` is the lr the update applied (read from the optimizer's counter).
 7. Preemption (:mod:`ul_jax.train.preemption`): ``SIGTERM`` (the notice of preemptible VMs, Kubernetes, SLURM) sets a flag; at the
    next step boundary the loop saves a checkpoint of that step synchronously, closes the logs
    and returns ``{"step": k, "preempted": True, ...}`` (``python -m launch.train`` then exits
@@ -79,6 +86,7 @@ import jax
 from absl import logging
 
 from ul_jax import data as uldata
+from ul_jax.config import get_field
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
 from ul_jax.train.preemption import _PreemptionWatch
@@ -245,6 +253,9 @@ def _train_and_evaluate(
             )
         progress = _Progress.resumed(resumed, start, ckpt.path(start) if start > 0 else None)
         bar = ProgressBar(start, sched.total) if show_bar else None
+        profiler = _StepProfiler(
+            get_field(config, "profile_steps", None), workdir / "profile", is_main
+        )
         loop = _Loop(
             config,
             sched,
@@ -259,6 +270,7 @@ def _train_and_evaluate(
             is_main,
             lock,
             bar,
+            profiler,
         )
         out = loop.run(state, start, progress)
         if is_main and out["step"] == sched.total and not out.get("preempted"):
@@ -308,6 +320,7 @@ class _Loop:
     is_main: bool
     lock: Any  # ul_jax.train.lock.WorkdirLock (process 0) or NoLock
     bar: ProgressBar | None = None  # process 0 on a terminal: the bar replaces the step lines
+    profiler: _StepProfiler | None = None  # config.profile_steps
 
     def run(self, state, start: int, p: _Progress) -> dict[str, Any]:
         """Steps ``start + 1 … stop`` with logs, evaluations and checkpoints (module docstring,
@@ -318,9 +331,21 @@ class _Loop:
         )
         pending: list[tuple[int, dict]] = []  # device metrics not yet checked
         p.start_clock(start)
-        preempted = False
+        prof = self.profiler or _StepProfiler(None, Path(), False)
+        try:
+            return self._run(state, start, p, batches, pending, prof)
+        finally:
+            prof.close()
+
+    def _run(
+        self, state, start: int, p: _Progress, batches, pending: list, prof: _StepProfiler
+    ) -> dict[str, Any]:
+        """The step loop of :meth:`run`, each step between ``prof.before`` / ``prof.after``."""
+        sched, preempted = self.sched, False
         for step in range(start + 1, sched.stop + 1):
+            prof.before(step)
             state, metrics = self.train_fn(state, next(batches))
+            prof.after(step, metrics)
             pending.append((step, metrics))
             preempted = self.preempt.reached(step)
             # A stop at until_step or by SIGTERM only checkpoints: its logs stay those of an
@@ -402,6 +427,39 @@ class _Loop:
                 )
         pending.clear()
         return fetched[-1]
+
+
+class _StepProfiler:
+    """Wraps train steps ``first … first + count − 1`` in a :mod:`jax.profiler` trace written
+    to ``log_dir`` (``steps`` ``None`` or ``enabled`` false: does nothing). A resumed call traces
+    the part of the window it runs."""
+
+    def __init__(self, steps: tuple[int, int] | list[int] | None, log_dir: Path, enabled: bool):
+        self.window = None if steps is None or not enabled else (int(steps[0]), int(steps[1]))
+        self.log_dir, self.active = log_dir, False
+
+    def _last(self) -> int:
+        return self.window[0] + self.window[1] - 1
+
+    def before(self, step: int) -> None:
+        """Starts the trace before the first step of the window this call runs."""
+        if self.window and not self.active and self.window[0] <= step <= self._last():
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            jax.profiler.start_trace(str(self.log_dir))
+            self.active = True
+            logging.info("profiling steps %d to %d into %s", step, self._last(), self.log_dir)
+
+    def after(self, step: int, outputs: Any) -> None:
+        """Ends the trace after the window's last step, once its ``outputs`` are computed."""
+        if self.active and step >= self._last():
+            jax.block_until_ready(outputs)
+            self.close()
+
+    def close(self) -> None:
+        """Writes the trace if one is open (the run stopped inside the window)."""
+        if self.active:
+            self.active = False
+            jax.profiler.stop_trace()
 
 
 @dataclasses.dataclass

@@ -12,11 +12,21 @@ optimizer update.
 
 Non-finite guard. The step checks that the objective, the loss, every gradient, every updated
 parameter, every updated optimizer buffer and every updated BatchNorm statistic is finite; if not,
-it *refuses the update*: ``params``, ``batch_stats`` and ``opt_state`` keep their old values
-(``jnp.where(ok, new, old)``), only ``step`` advances, and ``metrics["nonfinite"]`` is a nonzero
-bit mask naming what was non-finite (:data:`NONFINITE_BITS`). So a non-finite value never enters
-the state; the training loop reads the mask on the host and stops the run with
-:class:`ul_jax.train.NonFiniteError` (see :mod:`ul_jax.train.loop`).
+it *refuses the update*: ``params``, ``batch_stats`` and the optimizer's buffers (momentum)
+keep their old values (``jnp.where(ok, new, old)``), ``step`` and the optimizer's schedule counter
+(optax's ``count``) advance, and ``metrics["nonfinite"]`` is a nonzero bit mask naming what was
+non-finite (:data:`NONFINITE_BITS`). So a non-finite value never enters the state; the training
+loop reads the mask on the host and stops the run with :class:`ul_jax.train.NonFiniteError` (see
+:mod:`ul_jax.train.loop`), or skips the update in skip mode.
+
+Learning rate after a refused update. The schedule is a function of the step, like the data order
+and the augmentation: update ``k`` (``state.step`` ``k − 1 → k``) applies ``η(k − 1)`` whether or
+not earlier updates were refused, so a refused update drops one batch *and its lr slot*, and the
+cosine still ends at ``η(total − 1)`` on the last step (as in a run without refusals). This is why
+the counter advances on a refused update (optax alone would keep it, shifting every later lr by
+one and never reaching the end of the cosine). The logged ``lr`` is read from that counter — the
+lr the update actually used, ``η(count)`` — not recomputed from ``state.step`` (the two differ
+only for a checkpoint written before this rule, whose counter lags by its refused updates).
 
 Sharding. :func:`jit_train_step` / :func:`jit_eval_step` compile the steps with the state
 replicated (``NamedSharding(mesh, P())``) and the batch sharded over the 1-D ``"data"`` mesh
@@ -31,7 +41,7 @@ Metrics (per step, all scalars, float32):
 ``objective``                 what is differentiated (RLR-weighted loss + λ·Σ‖h‖²)
 ``efr_term``                  λ·Σ_i ‖h_i‖²
 ``accuracy``                  train accuracy of the (augmented) batch
-``lr``                        learning rate of this update
+``lr``                        learning rate applied by this update: ``η(count)``
 ``grad_norm``                 global L2 norm of the gradient (before weight decay)
 ``param_norm``                global L2 norm of the parameters after the update
 ``feature_norm``              mean ‖h_i‖ over the batch (Fig. 19b)
@@ -78,6 +88,7 @@ __all__ = [
     "classifier_weights",
     "prototype_metrics",
     "last_block_bn_scale_norm",
+    "schedule_count",
 ]
 
 # Bits of metrics["nonfinite"], in the order the guard reports them.
@@ -184,6 +195,18 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.stack(leaves).all() if leaves else jnp.asarray(True)
 
 
+def _is_count(path: tuple) -> bool:
+    """Whether a ``tree_leaves_with_path`` path ends at an optax schedule counter ``count``."""
+    return bool(path) and getattr(path[-1], "name", None) == "count"
+
+
+def schedule_count(opt_state: Any, step: jax.Array) -> jax.Array:
+    """The optimizer's schedule counter (optax's ``count``: the lr of the next update is
+    ``η(count)``); ``step`` if the optimizer has none (a constant float lr)."""
+    counts = [x for p, x in jax.tree_util.tree_leaves_with_path(opt_state) if _is_count(p)]
+    return counts[0] if counts else step
+
+
 def _train_inputs(cfg: StepConfig, rng: jax.Array, images: jax.Array) -> jax.Array:
     if cfg.augment == "none":
         return normalize(images, cfg.mean, cfg.std)
@@ -248,18 +271,23 @@ def train_step(
     def keep(new, old):
         return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
 
+    # a refused update keeps the buffers but still advances the schedule counter (see the module
+    # docstring: the lr is a function of the step)
+    kept_opt = jax.tree_util.tree_map_with_path(
+        lambda p, n, o: n if _is_count(p) else jnp.where(ok, n, o), new_opt, state.opt_state
+    )
     new_state = state.replace(
         step=state.step + 1,
         params=keep(new_params, state.params),
         batch_stats=keep(new_bs, state.batch_stats),
-        opt_state=keep(new_opt, state.opt_state),
+        opt_state=kept_opt,
     )
     metrics = {
         "loss": aux["loss"],
         "objective": obj,
         "efr_term": aux["efr_term"],
         "accuracy": jnp.mean((jnp.argmax(logits, -1) == labels).astype(jnp.float32)),
-        "lr": jnp.asarray(schedule(state.step), jnp.float32),
+        "lr": jnp.asarray(schedule(schedule_count(state.opt_state, state.step)), jnp.float32),
         "grad_norm": optax.tree.norm(grads),
         "param_norm": optax.tree.norm(new_state.params),
         "feature_norm": jnp.mean(jnp.linalg.norm(features.astype(jnp.float32), axis=-1)),

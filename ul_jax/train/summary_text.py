@@ -81,7 +81,7 @@ def _checkpoint_steps(directory: Path) -> list[int]:
 
 def workdir_files(workdir: str | Path) -> list[tuple[str, str]]:
     """``(name, what it is)`` for every file of a run in ``workdir`` that exists: metrics,
-    checkpoints, TensorBoard events, curves, config, evaluation outputs."""
+    checkpoints, TensorBoard events, curves, a profiler trace, config, evaluation outputs."""
     wd = Path(workdir)
     q = shlex.quote(str(wd))
     out = []
@@ -95,6 +95,13 @@ def workdir_files(workdir: str | Path) -> list[tuple[str, str]]:
         out.append(("tensorboard/", f"event files: tensorboard --logdir {q}"))
     if (wd / "curves.png").is_file():
         out.append(("curves.png", "training curves"))
+    if (wd / "profile").is_dir():
+        out.append(
+            (
+                "profile/",
+                "jax.profiler trace (config.profile_steps): TensorBoard's profile plugin, Perfetto",
+            )
+        )
     if (wd / "config.json").is_file():
         out.append(("config.json", "the run's config"))
     for p in sorted(wd.glob("eval*.json")):
