@@ -11,6 +11,8 @@ Modules:
   plan   -- ``plan_benchmark``: the scale plan of the paper configs from the compiler (memory,
             FLOPs, collectives per device on 1 and 8 devices; predicted run time per
             accelerator; largest batch per device) → ``docs/SCALE.md``.
+  device_check -- ``device_check``: the prepared accelerator check (versions, benchmarks with
+            MFU, the digits demo, budgeted CIFAR-10 training runs; ``launch.device_check``).
 
 Each figure is reported next to a baseline measured in the same run (these machines are noisy),
 with the device it ran on. :func:`run` runs one of them by name and prints / writes its numbers.
