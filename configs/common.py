@@ -104,6 +104,7 @@ def base_config() -> ConfigDict:
     c.tensorboard = True
     c.debug_nonfinite_at_step = -1
     c.profile_steps = config_dict.placeholder(tuple)  # (first, count): steps to profile
+    c.deterministic_ops = False  # GPU: --xla_gpu_deterministic_ops (ul_jax/train/precision.py)
     c.restart = False
     return c
 

@@ -397,6 +397,16 @@ FIELDS: tuple[Field, ...] = (
         optional=True,
     ),
     F(
+        "deterministic_ops",
+        "bool",
+        False,
+        "GPU: start JAX with XLA_FLAGS=--xla_gpu_deterministic_ops=true (run-to-run identical "
+        "kernels, somewhat slower); CPU/TPU: no effect (already deterministic). "
+        "ul_jax/train/precision.py",
+        BOOL,
+        optional=True,
+    ),
+    F(
         "restart",
         "bool",
         False,

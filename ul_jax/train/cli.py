@@ -326,6 +326,9 @@ def main(
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         logging.get_absl_handler().addFilter(_QuietOrbax())
+        from ul_jax.train.precision import apply_deterministic_ops
+
+        apply_deterministic_ops(config)  # before JAX starts a backend
         import jax
 
         init_distributed()

@@ -89,6 +89,7 @@ from ul_jax import data as uldata
 from ul_jax.config import get_field
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
+from ul_jax.train.precision import apply_deterministic_ops
 from ul_jax.train.preemption import _PreemptionWatch
 from ul_jax.train.progress import ProgressBar, WallRate, use_progress_bar
 from ul_jax.train.setup import Schedule, TrainData, compile_run, load_train_data, schedule_from
@@ -181,6 +182,7 @@ def train_and_evaluate(
       CheckpointDiskFullError: no space left for a checkpoint (the previous one is intact).
     """
     validate_config(config)
+    apply_deterministic_ops(config)  # a no-op when launch.train set it; errors if too late
     if (
         isinstance(skip_nonfinite, bool)
         or not isinstance(skip_nonfinite, int)
