@@ -30,7 +30,9 @@ def test_bfloat16_policy_holds_in_the_model_and_the_step():
     c = tiny_config("ul_pal_efr", **{"model.dtype": "bfloat16"})
     want = precision.policy("bfloat16")
     model = T.build_model_from_config(c, 10)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 3)), train=False)
+    variables = jax.jit(lambda k: model.init(k, jnp.zeros((2, 8, 8, 3)), train=False))(
+        jax.random.PRNGKey(0)
+    )
     assert _dtypes(variables["params"]) == {want["params"]}
     assert _dtypes(variables["batch_stats"]) == {want["batch_stats"]}
     x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 3))
@@ -44,7 +46,8 @@ def test_bfloat16_policy_holds_in_the_model_and_the_step():
         )
         return obj, (logits, h)
 
-    (obj, (logits, h)), grads = jax.value_and_grad(fwd, has_aux=True)(variables["params"])
+    step = jax.jit(jax.value_and_grad(fwd, has_aux=True))
+    (obj, (logits, h)), grads = step(variables["params"])
     assert str(logits.dtype) == want["logits"] and str(h.dtype) == want["features"]
     assert str(obj.dtype) == want["loss"] and _dtypes(grads) == {want["grads"]}
     jaxpr = jax.make_jaxpr(fwd)(variables["params"])
@@ -54,8 +57,8 @@ def test_bfloat16_policy_holds_in_the_model_and_the_step():
     assert _dtypes(tx.init(variables["params"])) <= {want["opt_state"], "int32"}
     # float32: nothing is bfloat16
     f32 = T.build_model_from_config(tiny_config("ul_pal"), 10)
-    jf = jax.make_jaxpr(lambda v: f32.apply(v, x, train=False))(
-        f32.init(jax.random.PRNGKey(0), x, train=False)
+    jf = jax.make_jaxpr(lambda k: f32.apply(f32.init(k, x, train=False), x, train=False))(
+        jax.random.PRNGKey(0)
     )
     assert "bf16" not in str(jf)
     with pytest.raises(ValueError, match="model.dtype must be 'float32' or 'bfloat16'; got 'f16'"):
