@@ -2,7 +2,9 @@
 ``python -m launch.bench train [--model resnet18] [--batch 128] [--dtype float32|bfloat16]
 [--variant ul_pal]``, ``python -m launch.bench data [--source synthetic] [--batch-size 128]
 [--dataset imagenet100-synthetic --records 512 --workers 2]`` or
-``python -m launch.bench plan [--devices 1 --devices 8] [--mfu 0.4] [--markdown docs/SCALE.md]``
+``python -m launch.bench plan [--devices 1 --devices 8] [--mfu 0.4] [--markdown docs/SCALE.md]``,
+``python -m launch.bench profile [--models resnet18 --models resnet8:0.5] [--batch 128]
+[--markdown docs/PROFILE.md]`` (where the train step's time goes, from a jax.profiler trace)
 (the compiler's memory / FLOP / collective plan of the paper configs; on a CPU the largest
 ``--devices`` is forced with ``--xla_force_host_platform_device_count``).
 
@@ -24,6 +26,7 @@ from ul_jax import bench
 
 I, S, E = flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_enum
 F, MI, ML = flags.DEFINE_float, flags.DEFINE_multi_integer, flags.DEFINE_multi_enum
+MS = flags.DEFINE_multi_string
 SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all also have --json
     "ufm": [
         (I, "steps", 50_000, "GD steps of the Fig. 1 workload"),
@@ -35,6 +38,13 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
         (I, "steps", 5, "timed train steps"),
         (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
         (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)"),
+        (
+            E,
+            "baseline",
+            None,
+            ["torch"],
+            "also time the same step in eager PyTorch (the bench extra) and print the ratio",
+        ),
     ],
     "data": [
         (
@@ -65,6 +75,14 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
             "imagenet100-synthetic: grain worker counts (repeat; default: cpu count)",
         ),
         (I, "image-size", 224, "imagenet100-synthetic: crop size"),
+    ],
+    "profile": [
+        (MS, "models", ["resnet18", "resnet8:0.5"], "ARCH[:WIDTH] to profile (repeat the flag)"),
+        (I, "batch", 128, "global batch size"),
+        (I, "steps", 5, "profiled train steps"),
+        (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
+        (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)"),
+        (S, "markdown", None, "write the table into this file (e.g. docs/PROFILE.md)"),
     ],
     "plan": [
         (MI, "devices", [1, 8], "device counts to compile for (repeat the flag)"),
@@ -100,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         c.batch_size = kw.pop("batch")
     elif suite == "data":
         kw["workers"] = tuple(kw["workers"] or ())
+    elif suite == "profile":
+        kw["models"] = tuple(kw["models"])
     elif suite == "plan":
         kw["device_counts"], kw["dtypes"] = tuple(kw.pop("devices")), tuple(kw["dtypes"])
         xla = os.environ.get("XLA_FLAGS", "")

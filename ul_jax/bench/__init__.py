@@ -11,6 +11,9 @@ Modules:
   plan   -- ``plan_benchmark``: the scale plan of the paper configs from the compiler (memory,
             FLOPs, collectives per device on 1 and 8 devices; predicted run time per
             accelerator; largest batch per device) → ``docs/SCALE.md``.
+  profile -- ``profile_benchmark``: where the train step's time goes (a jax.profiler trace of
+            the compiled step, each executed HLO instruction attributed to conv forward / input /
+            filter gradient per stage, BatchNorm, layout copies, ...) → ``docs/PROFILE.md``.
   device_check -- ``device_check``: the prepared accelerator check (versions, benchmarks with
             MFU, the digits demo, budgeted CIFAR-10 training runs; ``launch.device_check``).
 
@@ -27,7 +30,7 @@ import jax
 
 __all__ = ["SUITES", "best_time", "run"]
 
-SUITES = ("ufm", "train", "data", "plan")
+SUITES = ("ufm", "train", "data", "plan", "profile")
 
 
 def best_time(fn, *args, repeats: int = 3) -> float:
@@ -53,6 +56,8 @@ def run(suite: str, *args, json_path: str | None = None, **kwargs) -> dict:
         from ul_jax.bench.data import data_benchmark as fn
     elif suite == "plan":
         from ul_jax.bench.plan import plan_benchmark as fn
+    elif suite == "profile":
+        from ul_jax.bench.profile import profile_benchmark as fn
     else:
         raise ValueError(f"benchmark must be one of {SUITES}; got {suite!r}")
     out = fn(*args, **kwargs)

@@ -50,14 +50,20 @@ def _flops(compiled) -> float | None:
     return float(cost["flops"])
 
 
-def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
+def train_benchmark(
+    config, steps: int = 5, *, matmul_n: int = 2048, baseline: str | None = None
+) -> dict:
     """Images/s of the jitted train step of training ``config`` (``model.arch``, ``model.dtype``,
     ``head``, ``objective``, ``optimizer``, ``data.augment``) at global ``config.batch_size``.
 
     Returns a dict: device, backend, device count, compile seconds, train step seconds and
     img/s, eval img/s, XLA FLOPs per train step, achieved and matmul-ceiling FLOP/s and their
-    ratio (``utilization``).
+    ratio (``utilization``). ``baseline="torch"``: also the same step in eager PyTorch, timed
+    in the same run (:mod:`ul_jax.bench.torch_baseline`), and ``ratio_to_torch`` = JAX img/s ÷
+    PyTorch img/s.
     """
+    if baseline not in (None, "torch"):
+        raise ValueError(f"baseline must be None or 'torch'; got {baseline!r}")
     from ul_jax import data as D
     from ul_jax import train as T
 
@@ -100,6 +106,16 @@ def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
 
     ceiling = matmul_ceiling(matmul_n, dtype)
     achieved = flops / step_s if flops else None
+    extra = {}
+    if baseline == "torch":
+        from ul_jax.bench.torch_baseline import torch_train_benchmark
+
+        n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
+        base = torch_train_benchmark(config, steps, flax_param_count=n_params)
+        extra = {
+            "baseline": base,
+            "ratio_to_torch": (batch / step_s) / base["train_images_per_sec"],
+        }
     return {
         "device": jax.devices()[0].device_kind,
         "backend": jax.default_backend(),
@@ -121,4 +137,5 @@ def train_benchmark(config, steps: int = 5, *, matmul_n: int = 2048) -> dict:
         f"matmul_{matmul_n}_flops_per_sec": ceiling,
         "utilization": achieved / ceiling if achieved else None,
         "nonfinite": int(m["nonfinite"]),
+        **extra,
     }
