@@ -34,6 +34,7 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
     ],
     "train": [
         (S, "model", "resnet18", "model.arch"),
+        (F, "width", 1.0, "model.width_multiplier (the CPU suite's model: resnet8, 0.5)"),
         (I, "batch", 128, "global batch size"),
         (I, "steps", 5, "timed train steps"),
         (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     elif suite == "train":
         c = kw["config"] = common.apply_variant(common.base_config(), kw.pop("variant"))
         c.model.arch, c.model.dtype = kw.pop("model"), kw.pop("dtype")
+        c.model.width_multiplier = kw.pop("width")
         c.batch_size = kw.pop("batch")
     elif suite == "data":
         kw["workers"] = tuple(kw["workers"] or ())

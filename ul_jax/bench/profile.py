@@ -308,12 +308,13 @@ def profile_table(profiles: Sequence[Mapping[str, Any]]) -> str:
     for kind, stage in keys:
         cells = []
         for p in profiles:
-            ms = sum(
+            hits = [
                 r["ms"]
                 for r in p["rows"]
                 if r["kind"] == kind and (not stage or r["stage"] == stage)
-            )
-            cells.append(f"{ms:.2f} | {100 * ms / p['op_ms_per_step']:.1f} %")
+            ]
+            ms = sum(hits)
+            cells.append(f"{ms:.2f} | {100 * ms / p['op_ms_per_step']:.1f} %" if hits else "– | –")
         label = f"{kind} ({stage})" if stage else kind
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
