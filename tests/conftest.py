@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import pytest
 
+from ul_jax.train.precision import apply_cpu_defaults
+
+apply_cpu_defaults()  # as every launch command does, before JAX starts: one numerics everywhere
+
 TINY = {
     "data.image_size": 8,
     "data.crop_padding": 1,

@@ -121,3 +121,73 @@ def test_deterministic_ops_sets_xla_flags_before_jax_starts():
         "--xla_gpu_deterministic_ops=true",
     ]
     np.testing.assert_equal(r.stdout.count("deterministic"), 1)
+
+
+def test_cpu_defaults_respect_the_user_and_the_opt_out():
+    env: dict[str, str] = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    assert precision.apply_cpu_defaults(env) == list(precision.CPU_FAST_FLAGS)
+    assert env["XLA_FLAGS"].split() == [
+        "--xla_force_host_platform_device_count=2",
+        *precision.CPU_FAST_FLAGS,
+    ]
+    assert precision.apply_cpu_defaults(env) == []  # idempotent
+    mine = {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=mine"}
+    assert precision.apply_cpu_defaults(mine) == [] and "=mine" in mine["XLA_FLAGS"]
+    off = {precision.CPU_DEFAULTS_ENV: "0"}
+    assert precision.apply_cpu_defaults(off) == [] and "XLA_FLAGS" not in off
+
+
+_STEP_CODE = """
+import json, os, sys
+import numpy as np
+sys.path.insert(0, 'tests')
+from conftest import tiny_config  # applies the XLA:CPU defaults unless UL_JAX_XLA_CPU_DEFAULTS=0
+import jax, jax.numpy as jnp
+from ul_jax import train as T
+from ul_jax.objectives import classification_objective
+c = tiny_config('ul_pal_efr', **{'data.image_size': 16, 'model.width_multiplier': 0.5})
+model = T.build_model_from_config(c, 10)
+x = jax.random.normal(jax.random.PRNGKey(1), (8, 16, 16, 3))
+v = jax.jit(lambda k: model.init(k, x, train=False))(jax.random.PRNGKey(0))
+def f(p):
+    (z, h), _ = model.apply({**v, 'params': p}, x, train=True, mutable=['batch_stats'])
+    return classification_objective(z, h, jnp.arange(8) % 10, loss='ul', gamma=None,
+                                    efr_weight=1e-3, rlr=False)[0]
+g = jax.jit(jax.value_and_grad(f))
+hlo = g.lower(v['params']).compile().as_text()
+loss, grads = g(v['params'])
+np.savez(sys.argv[1], loss=np.asarray(loss), *[np.asarray(a) for a in jax.tree.leaves(grads)])
+print(json.dumps({'ynn': 'ynn_fusion' in hlo, 'flags': os.environ.get('XLA_FLAGS', '')}))
+"""
+
+
+def test_cpu_defaults_engage_and_keep_the_numerics(tmp_path):
+    """The flag changes the compiled program (no YNNPACK fusions left) and the loss and every
+    gradient of a ResNet step agree with the plain path to float32 rounding."""
+    import json
+
+    out = {}
+    for on in ("0", "1"):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": "",
+            precision.CPU_DEFAULTS_ENV: on,
+        }
+        path = tmp_path / f"g{on}.npz"
+        r = subprocess.run(
+            [sys.executable, "-c", _STEP_CODE, str(path)],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[on] = (json.loads(r.stdout.strip().splitlines()[-1]), np.load(path))
+    (info0, a), (info1, b) = out["0"], out["1"]
+    assert info0["ynn"] and not info1["ynn"], (info0, info1)
+    assert "--xla_cpu_experimental_ynn_fusion_type=" in info1["flags"]
+    assert sorted(a.files) == sorted(b.files) and len(a.files) > 10
+    for k in a.files:
+        np.testing.assert_allclose(b[k], a[k], rtol=2e-4, atol=2e-5, err_msg=k)

@@ -22,13 +22,18 @@ executed thunk: a fusion, a convolution, a copy …) is attributed through that 
   (``BasicBlock_k``/``BottleneckBlock_k`` → stage by the cumulative stage sizes).
 
 Times are per step, summed over the threads that ran them (XLA:CPU may run independent thunks
-concurrently, so the sum can exceed the wall time; both are reported).
+concurrently, so the sum can exceed the wall time; both are reported). The attribution needs
+synchronous thunks: with ul_jax's XLA:CPU default (``ul_jax.train.precision.apply_cpu_defaults``)
+the convolutions run as asynchronous Eigen tasks whose trace events end at dispatch, so their
+time shows as "not attributed"; ``UL_JAX_XLA_CPU_DEFAULTS=0`` profiles XLA's own default path,
+where every convolution is a synchronous YNNPACK fusion.
 """
 
 from __future__ import annotations
 
 import collections
 import glob
+import os
 import re
 import tempfile
 import time
@@ -278,6 +283,7 @@ def step_profile(config, steps: int = 5, *, trace_dir: str | None = None) -> dic
         "wall_ms_per_step": 1e3 * wall,
         "op_ms_per_step": op_ms,
         "images_per_sec": batch / wall,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "rows": [
             {"kind": k, "stage": s, "ms": v[0], "count": v[1]}
             for (k, s), v in sorted(rows.items(), key=lambda t: (KINDS.index(t[0][0]), t[0][1]))
@@ -318,6 +324,16 @@ def profile_table(profiles: Sequence[Mapping[str, Any]]) -> str:
         label = f"{kind} ({stage})" if stage else kind
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append(
+        "| not attributed: wall − sum, when positive (asynchronous thunks, e.g. Eigen "
+        "convolutions whose events end at dispatch) | "
+        + " | ".join(
+            f"{max(0.0, p['wall_ms_per_step'] - p['op_ms_per_step']):.2f} | "
+            f"{100 * max(0.0, p['wall_ms_per_step'] / p['op_ms_per_step'] - 1):.1f} %"
+            for p in profiles
+        )
+        + " |"
+    )
+    lines.append(
         "| **sum of op times** | "
         + " | ".join(f"**{p['op_ms_per_step']:.2f}** | 100 %" for p in profiles)
         + " |"
@@ -336,9 +352,8 @@ def write_markdown(path: str | Path, profiles: Sequence[Mapping[str, Any]], comm
     p0 = profiles[0]
     block = (
         f"Measured on `{p0['device']}` ({p0['backend']}), jax {jax.__version__}, "
-        f"{p0['dtype']}, {p0['steps']} profiled steps each, by `{command}`.\n\n"
-        + profile_table(profiles)
-        + "\n"
+        f"{p0['dtype']}, {p0['steps']} profiled steps each, XLA_FLAGS=`{p0.get('xla_flags') or ''}`,"
+        f" by `{command}`.\n\n" + profile_table(profiles) + "\n"
     )
     b, e = "<!-- BEGIN profile -->", "<!-- END profile -->"
     path = Path(path)
@@ -378,5 +393,9 @@ def profile_benchmark(
         profiles.append(step_profile(config, steps))
     if markdown:
         command = "python -m launch.bench " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+        from ul_jax.train.precision import CPU_DEFAULTS_ENV
+
+        if command and os.environ.get(CPU_DEFAULTS_ENV, "").strip().lower() in ("0", "false"):
+            command = f"{CPU_DEFAULTS_ENV}=0 {command}"
         write_markdown(markdown, profiles, command or "python -m launch.bench profile")
     return {"profiles": profiles, "table": profile_table(profiles)}
