@@ -162,7 +162,7 @@ def test_bench_cli_builds_the_training_config(monkeypatch, capsys, tmp_path):
     )
     assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2"
     assert bench.main([]) == 2 and bench.main(["nope"]) == 2
-    assert "usage: python -m launch.bench {ufm|train|data|plan}" in capsys.readouterr().err
+    assert "usage: python -m launch.bench {ufm|train|data|plan|profile}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         bench.main(["train", "--dtype", "float64"])
     assert e.value.code == 2 and "python -m launch.bench train: error:" in capsys.readouterr().err
