@@ -37,7 +37,6 @@ import os
 import re
 import tempfile
 import time
-import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,28 +213,13 @@ def step_profile(config, steps: int = 5, *, trace_dir: str | None = None) -> dic
     """Profiles ``steps`` train steps of ``config`` (module docstring). Returns the wall time
     per step, the summed op time per step, and rows ``{"kind", "stage", "ms", "count"}`` per
     step."""
-    from ul_jax import data as D
-    from ul_jax import train as T
-    from ul_jax.bench.train import _MEAN, _STD
+    from ul_jax.bench.train import synthetic_step
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got steps={steps}")
-    mesh = D.data_mesh(jax.local_devices())
-    batch = config.batch_size
-    num_classes = T.NUM_CLASSES[config.data.name]
-    size = config.data.image_size or 32
-    model = T.build_model_from_config(config, num_classes)
-    tx, sched = T.build_optimizer_from_config(config, total_steps=2 * steps + 4, steps_per_epoch=1)
-    cfg = T.step_config_from(config, types.SimpleNamespace(mean=_MEAN, std=_STD))
-    rng = np.random.default_rng(0)
-    host = {
-        "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-        "label": rng.integers(0, num_classes, batch).astype(np.int32),
-    }
-    arr = D.to_global_array(host, mesh)
-    state = T.jit_init_state(model, tx, config.seed, (size, size, 3), mesh)
-    compiled = T.jit_train_step(model, tx, sched, cfg, mesh, seed=config.seed).lower(state, arr)
-    compiled = compiled.compile()
+    b = synthetic_step(config, total_steps=2 * steps + 4)
+    batch, size, state, arr = config.batch_size, b.size, b.state, b.batch
+    compiled = b.step.lower(state, arr).compile()
     for _ in range(2):
         state, m = compiled(state, arr)
     jax.block_until_ready(m)

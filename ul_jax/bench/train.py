@@ -50,6 +50,39 @@ def _flops(compiled) -> float | None:
     return float(cost["flops"])
 
 
+def synthetic_step(config, total_steps: int) -> types.SimpleNamespace:
+    """The jitted train step of ``config`` (built as training builds it) over the mesh of all
+    local devices, with its initial state and one random uint8 batch shaped like the config's
+    dataset: ``mesh, model, cfg, host, batch, state, step, size``."""
+    from ul_jax import data as D
+    from ul_jax import train as T
+
+    batch = config.batch_size
+    mesh = D.data_mesh(jax.local_devices())
+    if batch % mesh.size:
+        raise ValueError(f"batch={batch} must be divisible by the {mesh.size} local devices")
+    num_classes = T.NUM_CLASSES[config.data.name]
+    size = config.data.image_size or 32
+    model = T.build_model_from_config(config, num_classes)
+    tx, sched = T.build_optimizer_from_config(config, total_steps=total_steps, steps_per_epoch=1)
+    cfg = T.step_config_from(config, types.SimpleNamespace(mean=_MEAN, std=_STD))
+    rng = np.random.default_rng(0)
+    host = {
+        "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+        "label": rng.integers(0, num_classes, batch).astype(np.int32),
+    }
+    return types.SimpleNamespace(
+        mesh=mesh,
+        model=model,
+        cfg=cfg,
+        host=host,
+        batch=D.to_global_array(host, mesh),
+        state=T.jit_init_state(model, tx, config.seed, (size, size, 3), mesh),
+        step=T.jit_train_step(model, tx, sched, cfg, mesh, seed=config.seed),
+        size=size,
+    )
+
+
 def train_benchmark(
     config, steps: int = 5, *, matmul_n: int = 2048, baseline: str | None = None
 ) -> dict:
@@ -70,24 +103,10 @@ def train_benchmark(
     batch, dtype = config.batch_size, config.model.dtype
     if steps < 1:
         raise ValueError(f"steps must be >= 1; got steps={steps}")
-    mesh = D.data_mesh(jax.local_devices())
-    if batch % mesh.size:
-        raise ValueError(f"batch={batch} must be divisible by the {mesh.size} local devices")
-    num_classes = T.NUM_CLASSES[config.data.name]
-    size = config.data.image_size or 32
-    model = T.build_model_from_config(config, num_classes)
-    tx, sched = T.build_optimizer_from_config(config, total_steps=steps + 1, steps_per_epoch=1)
-    cfg = T.step_config_from(config, types.SimpleNamespace(mean=_MEAN, std=_STD))
-    rng = np.random.default_rng(0)
-    host = {
-        "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-        "label": rng.integers(0, num_classes, batch).astype(np.int32),
-    }
-    batch_arr = D.to_global_array(host, mesh)
-    eval_batch = D.to_global_array({**host, "mask": np.ones(batch, bool)}, mesh)
-
-    state = T.jit_init_state(model, tx, config.seed, (size, size, 3), mesh)
-    step = T.jit_train_step(model, tx, sched, cfg, mesh, seed=config.seed)
+    b = synthetic_step(config, total_steps=steps + 1)
+    mesh, model, state, step, batch_arr = b.mesh, b.model, b.state, b.step, b.batch
+    eval_batch = D.to_global_array({**b.host, "mask": np.ones(batch, bool)}, mesh)
+    cfg, size = b.cfg, b.size
     t0 = time.perf_counter()
     compiled = step.lower(state, batch_arr).compile()
     compile_s = time.perf_counter() - t0
