@@ -70,6 +70,7 @@ def base_config() -> ConfigDict:
     c.model.final_relu = False
     c.model.width_multiplier = 1.0
     c.model.dtype = "float32"
+    c.model.norm_impl = "auto"  # BatchNorm: fused on CPU, flax elsewhere (ul_jax.layers)
 
     c.head = ConfigDict()
     c.head.kind = "pal"

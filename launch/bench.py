@@ -23,6 +23,7 @@ from configs import common
 from configs.dynamics import fig1
 from launch._flags import HELP_FLAGS, error, parse, plain
 from ul_jax import bench
+from ul_jax.layers import NORM_IMPLS
 
 I, S, E = flags.DEFINE_integer, flags.DEFINE_string, flags.DEFINE_enum
 F, MI, ML = flags.DEFINE_float, flags.DEFINE_multi_integer, flags.DEFINE_multi_enum
@@ -39,6 +40,7 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
         (I, "steps", 5, "timed train steps"),
         (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
         (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)"),
+        (E, "norm", "auto", list(NORM_IMPLS), "model.norm_impl (BatchNorm implementation)"),
         (
             E,
             "baseline",
@@ -83,6 +85,7 @@ SUITE_FLAGS = {  # suite → (define, name, default, [enum values,] help); all a
         (I, "steps", 5, "profiled train steps"),
         (E, "dtype", "float32", ["float32", "bfloat16"], "model.dtype"),
         (E, "variant", "ul_pal", common.VARIANTS, "config variant (configs/common.py)"),
+        (E, "norm", "auto", list(NORM_IMPLS), "model.norm_impl (BatchNorm implementation)"),
         (S, "markdown", None, "write the table into this file (e.g. docs/PROFILE.md)"),
     ],
     "plan": [
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     elif suite == "train":
         c = kw["config"] = common.apply_variant(common.base_config(), kw.pop("variant"))
         c.model.arch, c.model.dtype = kw.pop("model"), kw.pop("dtype")
-        c.model.width_multiplier = kw.pop("width")
+        c.model.width_multiplier, c.model.norm_impl = kw.pop("width"), kw.pop("norm")
         c.batch_size = kw.pop("batch")
     elif suite == "data":
         kw["workers"] = tuple(kw["workers"] or ())

@@ -17,17 +17,18 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "ul_jax"
 
 # unit -> units it may import (the layers of docs/ARCHITECTURE.md, lowest first)
-PURE = {"losses", "prototypes", "ufm", "io"}
+PURE = {"losses", "prototypes", "ufm", "io", "layers"}
 ALLOWED: dict[str, set[str]] = {
     "losses": set(),
     "prototypes": set(),
     "ufm": set(),
     "io": set(),
+    "layers": set(),
     "objectives": {"losses", "prototypes"},
-    "models": {"prototypes"},
+    "models": {"prototypes", "layers"},
     "metrics": {"losses"},
     "data": {"losses", "io"},
-    "config": {"data", "models", "objectives", "io"},
+    "config": {"data", "models", "objectives", "io", "layers"},
     "train": {"config", "data", "io", "models", "objectives", "losses", "prototypes", "metrics"},
     "eval": {"train", "config", "data", "io", "metrics", "models", "objectives", "losses"},
     "bench": {

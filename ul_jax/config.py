@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ul_jax.data.registry import SOURCES
+from ul_jax.layers import NORM_IMPLS
 from ul_jax.models import ARCHS
 from ul_jax.objectives import LOSSES
 
@@ -240,6 +241,14 @@ FIELDS: tuple[Field, ...] = (
         shape=True,
     ),
     F("model.dtype", "str", "float32", "compute dtype (parameters stay float32)", one_of(DTYPES)),
+    F(
+        "model.norm_impl",
+        "str",
+        "auto",
+        "BatchNorm implementation: auto (fused on CPU, flax elsewhere), flax, fused (ul_jax.layers);"
+        " same variables, checkpoints load in either",
+        one_of(NORM_IMPLS),
+    ),
     # ---- head
     F(
         "head.kind",

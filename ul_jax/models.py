@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ul_jax.layers import BatchNorm, resolve_norm_impl
 from ul_jax.prototypes import simplex_etf
 
 ModuleDef = Any
@@ -104,6 +105,7 @@ class ResNet(nn.Module):
     final_relu: bool = True
     dtype: Any = jnp.float32
     axis_name: str | None = None  # set to average BatchNorm statistics across devices (pmap/shmap)
+    norm_impl: str = "flax"  # BatchNorm implementation: flax | fused (ul_jax.layers)
 
     @nn.compact
     def __call__(self, x, train: bool = True):
@@ -115,7 +117,8 @@ class ResNet(nn.Module):
             kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
         )
         norm = partial(
-            nn.BatchNorm,
+            BatchNorm,
+            impl=self.norm_impl,
             use_running_average=not train,
             momentum=0.9,
             epsilon=1e-5,
@@ -233,8 +236,11 @@ def build_model(
     width_multiplier: float = 1.0,
     dtype: Any = jnp.float32,
     axis_name: str | None = None,
+    norm_impl: str = "auto",
 ) -> Classifier:
-    """Builds a :class:`Classifier`; raises ``ValueError`` naming a bad field."""
+    """Builds a :class:`Classifier`; raises ``ValueError`` naming a bad field. ``norm_impl``:
+    ``"auto"`` (``"fused"`` on CPU, ``"flax"`` elsewhere; ``"flax"`` whenever ``axis_name`` is
+    set), ``"flax"`` or ``"fused"`` (:mod:`ul_jax.layers`); every choice has the same variables."""
     if arch not in ARCHS:
         raise ValueError(f"model arch must be one of {sorted(ARCHS)}; got arch={arch!r}")
     if num_classes < 2:
@@ -242,8 +248,17 @@ def build_model(
     spec = dict(ARCHS[arch])
     widths = spec.pop("widths", (64, 128, 256, 512))
     widths = tuple(max(1, int(round(w * width_multiplier))) for w in widths)
+    if norm_impl == "auto" and axis_name is not None:
+        norm_impl = "flax"  # the fused BatchNorm has no cross-device mean (ul_jax.layers)
+    norm_impl = resolve_norm_impl(norm_impl)
     trunk = ResNet(
-        widths=widths, stem=stem, final_relu=final_relu, dtype=dtype, axis_name=axis_name, **spec
+        widths=widths,
+        stem=stem,
+        final_relu=final_relu,
+        dtype=dtype,
+        axis_name=axis_name,
+        norm_impl=norm_impl,
+        **spec,
     )
     feat_dim = widths[-1] * (4 if spec["block_cls"] is BottleneckBlock else 1)
     if head in ("pal", "fnpal") and feat_dim < num_classes - 1:

@@ -355,6 +355,7 @@ def profile_benchmark(
     steps: int = 5,
     dtype: str = "float32",
     variant: str = "ul_pal",
+    norm: str = "auto",
     markdown: str | None = None,
 ) -> dict[str, Any]:
     """:func:`step_profile` of each ``ARCH[:WIDTH]`` in ``models`` (CIFAR-10 shapes, the
@@ -372,6 +373,7 @@ def profile_benchmark(
             "model.width_multiplier": float(width or 1.0),
             "batch_size": batch,
             "model.dtype": dtype,
+            "model.norm_impl": norm,
         }
         config = load_config_file(f"{REPO_ROOT / 'configs' / 'cifar10.py'}:{variant}", fields)
         profiles.append(step_profile(config, steps))

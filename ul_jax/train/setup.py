@@ -151,6 +151,7 @@ def build_model_from_config(config, num_classes: int):
         prototype_seed=h.prototype_seed,
         width_multiplier=m.width_multiplier,
         dtype=jnp.dtype(m.dtype),
+        norm_impl=m.get("norm_impl", "auto"),  # configs saved before the field existed
     )
 
 
