@@ -711,3 +711,16 @@ def test_long_tailed_report_end_to_end(tmp_path):
     fake = {r0.name: {"seeds": {"0": entry(0.05, 0.9)}}, r1.name: {"seeds": {"0": entry(0.2, 1)}}}
     assert long_tail.select(fake, [r0, r1], "val/loss", lower=True) is r0
     assert long_tail.select(fake, [r0, r1], "val/loss") is r1
+
+
+def test_generated_stamp_names_a_runnable_suite():
+    """The stamp above each generated table must be a command that works: a report name such
+    as ``cpu2`` is not a ``--suite``."""
+    import re
+
+    from ul_jax.paper.docs import regenerate_command
+    from ul_jax.paper.suites import SUITES
+
+    for report in {v[1] for v in SUITES.values()}:
+        suite = re.search(r"--suite (\S+) --tables_only", regenerate_command(report)).group(1)
+        assert suite in SUITES and SUITES[suite][1] == report
