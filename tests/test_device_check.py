@@ -118,7 +118,9 @@ def test_device_check_end_to_end_on_cpu(tmp_path):
     """The real command on the CPU with a tiny model and budget: every phase runs (or records
     why not), the summary JSON has the device, the benchmark, the digits demo and the run."""
     out = tmp_path / "dc"
-    budget = 60
+    # 100 s: bench + digits take ≈ 30 s idle but twice that on a loaded 2-core machine, and the
+    # training phase is (correctly) skipped when less than start-up + 10 s is left for it
+    budget = 100
     cmd = [
         sys.executable,
         "-m",
@@ -164,7 +166,7 @@ def test_device_check_end_to_end_on_cpu(tmp_path):
     assert d["status"] == "complete" and d["step"] == 10 and 0 <= d["test_accuracy"] <= 1, d
     (t,) = s["train"]
     if _cifar10_offline():
-        assert t["status"] in ("complete", "partial (stopped by the budget)"), t
+        assert t.get("status") in ("complete", "partial (stopped by the budget)"), (t, s)
         assert "num_epochs" in t["plan"] or "num_train_steps" in t["plan"]
         assert 0 <= t["test_accuracy"] <= 1 and t["step"] >= 1
         assert (out / t["name"] / "metrics.jsonl").is_file()
