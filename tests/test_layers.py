@@ -172,3 +172,20 @@ def test_config_field_names_a_bad_norm_impl():
 def test_flax_reference_class_name_is_kept():
     # the auto-generated submodule names (BatchNorm_0 …) depend on the class name
     assert BatchNorm.__name__ == nn.BatchNorm.__name__ == "BatchNorm"
+
+
+def test_a_config_saved_before_the_field_existed_still_validates_and_builds():
+    """Run folders written before ``model.norm_impl`` existed (their ``config.json`` lacks it)
+    must still evaluate and resume: the field is optional and defaults to ``auto``."""
+    import ml_collections
+
+    from ul_jax.config import REPO_ROOT, load_config_file
+    from ul_jax.train.setup import build_model_from_config
+    from ul_jax.train.validate import validate_config
+
+    stored = load_config_file(f"{REPO_ROOT / 'configs' / 'cifar10.py'}:ul_pal", {}).to_dict()
+    del stored["model"]["norm_impl"]
+    config = ml_collections.ConfigDict(stored)
+    validate_config(config, device_count=1)
+    model = build_model_from_config(config, 10)
+    assert model.trunk.norm_impl == resolve_norm_impl("auto")

@@ -248,6 +248,7 @@ FIELDS: tuple[Field, ...] = (
         "BatchNorm implementation: auto (fused on CPU, flax elsewhere), flax, fused (ul_jax.layers);"
         " same variables, checkpoints load in either",
         one_of(NORM_IMPLS),
+        optional=True,  # runs saved before the field existed validate and evaluate as "auto"
     ),
     # ---- head
     F(
