@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ul_jax.io import write_text_atomic
 from ul_jax.paper.claims import CLAIMS
+from ul_jax.paper.suites import SUITES
 
 VERDICT_CLOSE = "<!-- /VERDICT -->"
 
@@ -59,8 +60,6 @@ def _section_body(suite: str, sec: Mapping, fig_dir: Path, docs_dir: Path) -> st
 def regenerate_command(report: str) -> str:
     """The command that rewrites the tables of ``report`` (a report name such as ``cpu2`` is
     not itself a ``--suite``: name the suites that report to it)."""
-    from ul_jax.paper.suites import SUITES
-
     names = [k for k, v in SUITES.items() if v[1] == report] or [report]
     cmd = f"`python -m launch.reproduce --suite {names[0]} --tables_only`"
     if len(names) > 1:
