@@ -83,6 +83,8 @@ def base_config() -> ConfigDict:
     c.objective.loss = "ul"
     c.objective.gamma = config_dict.placeholder(float)
     c.objective.efr_weight = 0.0
+    # how efr_weight is read (ul_jax/config.py): batch_sum | per_example | dataset_sum (eq. 11)
+    c.objective.efr_convention = "batch_sum"
     c.objective.rlr = False
 
     c.optimizer = ConfigDict()
@@ -100,6 +102,8 @@ def base_config() -> ConfigDict:
     c.num_train_steps = -1
     c.log_every = 50
     c.eval_every = 0
+    c.eval_train_split = False  # also evaluate the un-augmented train images (train_eval/*)
+    c.group_grad_every = 0  # steps between per-group trunk-gradient shares (0: off)
     c.checkpoint_every = 0
     c.keep_checkpoints = 3
     c.tensorboard = True

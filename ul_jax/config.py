@@ -31,7 +31,7 @@ from typing import Any
 from ul_jax.data.registry import SOURCES
 from ul_jax.layers import NORM_IMPLS
 from ul_jax.models import ARCHS
-from ul_jax.objectives import LOSSES
+from ul_jax.objectives import EFR_CONVENTIONS, LOSSES, efr_weight_from
 
 __all__ = [
     "Field",
@@ -46,6 +46,7 @@ __all__ = [
     "bad_value",
     "check_fields",
     "shape_view",
+    "effective_efr_weight",
     "describe_fields",
     "get_field",
     "set_field",
@@ -294,8 +295,20 @@ FIELDS: tuple[Field, ...] = (
         "objective.efr_weight",
         "float",
         0.0,
-        "EFR lambda of the sum over the batch of ||h_i||^2 (ul_jax/objectives.py)",
+        "EFR lambda, read as objective.efr_convention says (batch_sum: the weight of the sum "
+        "over the batch of ||h_i||^2; ul_jax/objectives.py)",
         number(0, "a finite number >= 0 (the EFR λ)"),
+    ),
+    F(
+        "objective.efr_convention",
+        "str",
+        "batch_sum",
+        "how efr_weight is read, converted once at setup to the batch-sum weight lambda_b "
+        "(logged): batch_sum (lambda_b = efr_weight), per_example (a mean over the batch: "
+        "lambda_b = efr_weight/B) or dataset_sum (eq. 11's (lambda/2) sum over the n training "
+        "images: lambda_b = efr_weight*n/(2B)); B the global batch, n the images trained on",
+        one_of(EFR_CONVENTIONS, "'batch_sum', 'per_example' or 'dataset_sum'"),
+        optional=True,  # runs saved before the field existed validate and resume as batch_sum
     ),
     F(
         "objective.rlr",
@@ -379,6 +392,26 @@ FIELDS: tuple[Field, ...] = (
         0,
         "steps between test-set evaluations (0: every epoch)",
         integer(0, "an integer >= 0 (steps; 0 = once per epoch)"),
+    ),
+    F(
+        "eval_train_split",
+        "bool",
+        False,
+        "also evaluate the un-augmented training images at every evaluation, logged as "
+        "train_eval/* (the fitted-training-set check of the terminal phase; in-memory sets only)",
+        BOOL,
+        optional=True,  # runs saved before the field existed validate and resume as False
+    ),
+    F(
+        "group_grad_every",
+        "int",
+        0,
+        "steps between measurements of each many/medium/few-shot class group's share of the "
+        "batch's trunk gradient, also at the last step (train/trunk_grad_share, "
+        "train/trunk_grad_norm_ratio, train/group_batch_share; ul_jax/train/group_grad.py; "
+        "in-memory sets only); 0: off",
+        integer(0, "an integer >= 0 (steps; 0 = off)"),
+        optional=True,  # runs saved before the field existed validate and resume as 0 (off)
     ),
     F(
         "checkpoint_every",
@@ -513,6 +546,27 @@ def shape_view(field: str, flat: Mapping[str, Any]) -> Any:
     v = flat.get(field)
     shape = FIELDS_BY_NAME[field].shape
     return shape(v) if callable(shape) else v
+
+
+def effective_efr_weight(config: Any, num_train: int | None) -> float:
+    """λ_b, the weight of ``Σ_batch ‖h_i‖²`` the training step uses: ``objective.efr_weight``
+    read in ``objective.efr_convention`` (missing, as in configs saved before the field existed:
+    ``batch_sum``) with ``B`` = ``batch_size`` (global) and ``n`` = ``num_train``, the training
+    images actually trained on (after the validation hold-out and long-tail subsetting:
+    ``ul_jax.train.TrainData.num_train``). Every consumer of the EFR weight (the step config, the
+    Theorem-6 target, the evaluation record) takes it from here
+    (:func:`ul_jax.objectives.efr_weight_from`).
+
+    Raises:
+      ValueError: an unknown ``objective.efr_convention`` (naming it and the value), or
+        ``dataset_sum`` with λ > 0 and no ``num_train``.
+    """
+    return efr_weight_from(
+        get_field(config, "objective.efr_weight"),
+        get_field(config, "objective.efr_convention", "batch_sum"),
+        int(get_field(config, "batch_size")),
+        num_train,
+    )
 
 
 def describe_fields() -> str:

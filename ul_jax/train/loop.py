@@ -65,6 +65,13 @@ grad_norm, feature_norm — averaged over the steps since the previous log; stat
 param_norm, prototype_* — at the logged step), ``train/epoch``, ``eval/accuracy``, ``eval/loss``,
 ``eval/feature_norm``, ``eval/count`` and ``perf/steps_per_sec``, ``perf/images_per_sec``
 (train time only, from the second log on: the first interval includes compilation).
+With ``group_grad_every = N > 0``, at every step that is a multiple of ``N`` and at the last step
+(its own ``metrics.jsonl`` line when it is not a log or eval step), the per-group trunk-gradient
+diagnostic of :mod:`ul_jax.train.group_grad`, on that step's batch and the parameters before its
+update — lists in many / medium / few-shot order (groups by the training set's class counts):
+``train/trunk_grad_share`` (``⟨g_G, g⟩/‖g‖²``, sums to 1), ``train/trunk_grad_norm_ratio``
+(``‖g_G‖/‖g‖``), ``train/group_batch_share`` (the group's share of the batch's examples), and the
+scalar ``train/trunk_grad_norm`` (``‖g‖``); its time is left out of the throughput.
 
 Multi-host: every process runs this function; only process 0 writes ``metrics.jsonl``,
 TensorBoard events, ``config.json`` and console lines; all processes take part in checkpointing,
@@ -87,6 +94,7 @@ from absl import logging
 
 from ul_jax import data as uldata
 from ul_jax.config import get_field
+from ul_jax.train import group_grad
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
 from ul_jax.train.precision import apply_deterministic_ops
@@ -220,6 +228,18 @@ def _train_and_evaluate(
     refuse_fresh_start(workdir, stored, config, sched.first_ckpt)  # before compiling
     mesh = uldata.data_mesh()
     fns = compile_run(config, data, sched.total, sched.steps_per_epoch, mesh)
+    group_grad_every = int(get_field(config, "group_grad_every", 0) or 0)
+    group_grad_fn = (
+        group_grad.jit_group_gradients(
+            fns.model,
+            fns.step_cfg,
+            mesh,
+            config.seed,
+            group_grad.class_groups(data.class_counts, "group_grad_every"),
+        )
+        if group_grad_every > 0
+        else None
+    )
     state = fns.init_fn()
     ckpt = writer = bar = None
     try:
@@ -273,6 +293,8 @@ def _train_and_evaluate(
             lock,
             bar,
             profiler,
+            group_grad_fn,
+            group_grad_every,
         )
         out = loop.run(state, start, progress)
         if is_main and out["step"] == sched.total and not out.get("preempted"):
@@ -288,9 +310,20 @@ def _train_and_evaluate(
 
 
 def _evaluator(config, data: TrainData, eval_fn, mesh) -> Callable[[Any], dict[str, Any]]:
-    """``state → {"eval/...": ..., "val/...": ...}``: the test set and the validation split."""
+    """``state → {"eval/...": ..., "val/...": ..., "train_eval/...": ...}``: the test set, the
+    validation split and (``config.eval_train_split``) the un-augmented training images.
+
+    Raises:
+      ValueError: ``eval_train_split`` is set for a streamed data set (no in-memory train split).
+    """
     layout = uldata.batch_layout(config.eval_batch_size)
-    t6 = theorem6_scale_from(config, data.num_classes)
+    t6 = theorem6_scale_from(config, data.num_classes, data.num_train)
+    on_train = bool(get_field(config, "eval_train_split", False))
+    if on_train and data.train_eval_batches is None:
+        raise ValueError(
+            f"eval_train_split=True needs an in-memory training set; data.name="
+            f"{config.data.name!r} is streamed (set eval_train_split=False)"
+        )
 
     def run_eval(state):
         out = evaluate(eval_fn, state, data.eval_batches(layout), mesh, theorem6_scale=t6)
@@ -299,6 +332,11 @@ def _evaluator(config, data: TrainData, eval_fn, mesh) -> Callable[[Any], dict[s
                 evaluate(
                     eval_fn, state, data.val_batches(layout), mesh, prefix="val", theorem6_scale=t6
                 )
+            )
+        if on_train:
+            batches = data.train_eval_batches(layout)
+            out.update(
+                evaluate(eval_fn, state, batches, mesh, prefix="train_eval", theorem6_scale=t6)
             )
         return out
 
@@ -323,6 +361,18 @@ class _Loop:
     lock: Any  # ul_jax.train.lock.WorkdirLock (process 0) or NoLock
     bar: ProgressBar | None = None  # process 0 on a terminal: the bar replaces the step lines
     profiler: _StepProfiler | None = None  # config.profile_steps
+    group_grad_fn: Callable | None = None  # config.group_grad_every > 0: (state, batch) → metrics
+    group_grad_every: int = 0
+
+    def is_group_grad(self, step: int) -> bool:
+        """Whether step ``step`` runs the group-gradient diagnostic (a multiple of
+        ``group_grad_every``, or the run's last step)."""
+        every = self.group_grad_every
+        return (
+            self.group_grad_fn is not None
+            and every > 0
+            and (step % every == 0 or step == self.sched.total)
+        )
 
     def run(self, state, start: int, p: _Progress) -> dict[str, Any]:
         """Steps ``start + 1 … stop`` with logs, evaluations and checkpoints (module docstring,
@@ -345,8 +395,13 @@ class _Loop:
         """The step loop of :meth:`run`, each step between ``prof.before`` / ``prof.after``."""
         sched, preempted = self.sched, False
         for step in range(start + 1, sched.stop + 1):
+            batch = next(batches)
+            diag = None
+            if self.is_group_grad(step):  # the step's batch and state, before its update
+                jax.block_until_ready(state)  # the earlier steps' time stays training time
+                diag = p.timed(lambda: group_grad.host_row(self.group_grad_fn(state, batch)))
             prof.before(step)
-            state, metrics = self.train_fn(state, next(batches))
+            state, metrics = self.train_fn(state, batch)
             prof.after(step, metrics)
             pending.append((step, metrics))
             preempted = self.preempt.reached(step)
@@ -354,7 +409,7 @@ class _Loop:
             # uninterrupted run.
             is_log, is_eval = sched.is_log(step), sched.is_eval(step)
             is_ckpt = sched.is_ckpt(step) or preempted
-            if not (is_log or is_eval or is_ckpt):
+            if not (is_log or is_eval or is_ckpt or diag):
                 continue
             self.lock.check()  # another run took the work directory over: write nothing more
             last = self._check_finite(pending, p)
@@ -368,6 +423,8 @@ class _Loop:
             if is_eval:
                 p.last_eval = p.timed(self.run_eval, state)
                 row.update(p.last_eval)
+            if diag:
+                row.update(diag)
             if row:
                 self.writer.write(step, row)
             if is_log and self.is_main:

@@ -19,9 +19,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from ul_jax import data as uldata
-from ul_jax.config import get_field
+from ul_jax.config import effective_efr_weight, get_field
 from ul_jax.data.registry import num_classes
 from ul_jax.models import build_model
 from ul_jax.objectives import make_optimizer
@@ -42,6 +43,7 @@ __all__ = [
     "load_train_data",
     "build_model_from_config",
     "build_optimizer_from_config",
+    "efr_weight_used",
     "step_config_from",
     "schedule_from",
     "compile_run",
@@ -63,6 +65,9 @@ class TrainData:
     eval_batches: Callable[[uldata.BatchLayout], Iterator[dict]]
     num_val: int = 0  # held-out validation examples (0: no validation split)
     val_batches: Callable[[uldata.BatchLayout], Iterator[dict]] | None = None
+    # the training images in evaluation form (no augmentation, padded, every image once): the
+    # config's eval_train_split pass (``train_eval/*``); None for streamed sets
+    train_eval_batches: Callable[[uldata.BatchLayout], Iterator[dict]] | None = None
     # training images per class (in-memory sets; None for streamed ones): the many/medium/few
     # groups of a long-tailed run come from the split that was actually trained on
     class_counts: np.ndarray | None = None
@@ -134,6 +139,7 @@ def load_train_data(config) -> TrainData:
         val_batches=None
         if val is None
         else (lambda layout: uldata.eval_batches(val.images, val.labels, layout)),
+        train_eval_batches=lambda layout: uldata.eval_batches(images, labels, layout),
     )
 
 
@@ -169,12 +175,20 @@ def build_optimizer_from_config(config, total_steps: int, steps_per_epoch: int):
     )
 
 
+def efr_weight_used(config, data) -> float:
+    """λ_b, the EFR weight of ``Σ_batch ‖h_i‖²`` the step uses: ``objective.efr_weight`` read in
+    ``objective.efr_convention`` with the images actually trained on, ``data.num_train``
+    (:func:`ul_jax.config.effective_efr_weight`). ``data`` without ``num_train`` (the
+    benchmarks' stand-in): only a ``batch_sum`` / ``per_example`` λ, or λ = 0, converts."""
+    return effective_efr_weight(config, getattr(data, "num_train", None))
+
+
 def step_config_from(config, data: TrainData) -> StepConfig:
     o = config.objective
     return StepConfig(
         loss=o.loss,
         gamma=o.gamma,
-        efr_weight=float(o.efr_weight),
+        efr_weight=efr_weight_used(config, data),
         rlr=o.rlr,
         mean=data.mean,
         std=data.std,
@@ -280,8 +294,20 @@ def compile_run(config, data: TrainData, total: int, spe: int, mesh) -> Compiled
     """The :class:`Compiled` functions of a run, cached per process on everything they are
     built from, so a second run of the same setup in one process (a resume in a notebook or a
     test) does not compile again."""
+    efr = efr_weight_used(config, data)
+    if float(config.objective.efr_weight) or efr:
+        logging.info(
+            "EFR: objective.efr_weight=%g read as %s (n=%d training images, global batch B=%d)"
+            " -> lambda_b=%.6g on the sum over the batch of ||h_i||^2",
+            float(config.objective.efr_weight),
+            get_field(config, "objective.efr_convention", "batch_sum"),
+            data.num_train,
+            config.batch_size,
+            efr,
+        )
     key = json.dumps(
         {
+            "efr_weight_used": efr,  # a dataset_sum λ depends on n and B, not only on the config
             "sections": {
                 k: config[k].to_dict() for k in ("model", "head", "objective", "optimizer")
             },
