@@ -23,7 +23,7 @@ from typing import Any
 
 from ul_jax.config import REPO_ROOT
 from ul_jax.io import write_json_atomic
-from ul_jax.paper import long_tail, second_pass
+from ul_jax.paper import long_tail, second_pass, terminal
 from ul_jax.paper.claims import CLAIM_FNS
 from ul_jax.paper.docs import update_docs
 from ul_jax.paper.figures import FIGURES, _copy_ood_hists
@@ -61,12 +61,12 @@ def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str) -> dic
         if claim == "claim5":
             files += _copy_ood_hists(res, rs, fig_dir, suite)
         sections[claim] = {"table": table, "verdict": verdict, "figures": files}
-    for claim, fn in {**second_pass.SECTIONS, **long_tail.SECTIONS}.items():
+    for claim, fn in {**second_pass.SECTIONS, **long_tail.SECTIONS, **terminal.SECTIONS}.items():
         rs = _by(runs, claim)
         if not rs:
             continue
         table, verdict = fn(res, rs, seeds)
-        figures = {**second_pass.FIGURES, **long_tail.FIGURES}[claim]
+        figures = {**second_pass.FIGURES, **long_tail.FIGURES, **terminal.FIGURES}[claim]
         files = [f for name, fig in figures if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))]
         sections[claim] = {"table": table, "verdict": verdict, "figures": files}
     if any(_by(runs, c) for c in second_pass.SECTIONS):
@@ -95,7 +95,15 @@ def report(
     fig_dir = Path(fig_dir) if fig_dir is not None else FIG_DIR
     fig_dir.mkdir(parents=True, exist_ok=True)
     res = collect(
-        runs, out, seeds, curve_keys=(*CURVE_KEYS, *second_pass.CURVE_KEYS, *long_tail.CURVE_KEYS)
+        runs,
+        out,
+        seeds,
+        curve_keys=(
+            *CURVE_KEYS,
+            *second_pass.CURVE_KEYS,
+            *long_tail.CURVE_KEYS,
+            *terminal.CURVE_KEYS,
+        ),
     )
     sections = _sections(res, runs, seeds, fig_dir, suite)
     t_table, t_data = timing(res, runs)

@@ -1,0 +1,112 @@
+"""The terminal-phase report (ul_jax/paper/terminal.py) on synthetic run results: selection on
+the selection seed only, the roles' paired values, and the verdicts that follow."""
+
+import pytest
+
+from ul_jax.paper import terminal
+from ul_jax.paper.suites import SUITES, TP_B100_RUNS, TP_SETTINGS, tp_runs
+
+
+def _entry(top1, val_top1, val_nll=1.0, ece=0.1, train=1.0, evals=(0.3, 0.5)):
+    return {
+        "status": "complete",
+        "summary": {"top1": top1, "ece": ece},
+        "curves": {
+            "step": [1, 2],
+            "eval/accuracy": [*evals[:-1], top1] if len(evals) > 1 else [top1],
+            "val/accuracy": [None, val_top1],
+            "val/loss": [None, val_nll],
+            "train_eval/accuracy": [0.5, train],
+            "eval/feature_norm": [1.0, 2.0],
+        },
+    }
+
+
+def _res(spec):
+    """``spec[run_name] = {seed: entry}``; every run of the b100 suite present."""
+    return {
+        r.name: {"seeds": {str(k): e for k, e in spec.get(r.name, {}).items()}}
+        for r in TP_B100_RUNS
+    }
+
+
+def _name(variant, lam=None, s=None):
+    n = f"tp_b100_{variant}"
+    if lam:
+        n += f"_lam{lam}"
+    if s:
+        n += f"_s{s}"
+    return n
+
+
+def test_suite_settings_and_runs():
+    assert SUITES["cpu_tp_b100"][0] == TP_B100_RUNS == tp_runs("b100")
+    st = TP_SETTINGS["b100"]
+    assert st.steps == 1563  # 200 epochs of 1,000 images at batch 128, rounded up
+    for r in TP_B100_RUNS:
+        assert r.overrides["eval_train_split"] is True
+        assert r.overrides["num_train_steps"] == 1563
+        assert r.overrides["data.train_per_class"] == 100
+        assert r.overrides["data.validation_per_class"] == 500
+        assert r.claims == ("tp_b100",)
+    names = [r.name for r in TP_B100_RUNS]
+    assert len(set(names)) == len(names)
+
+
+def test_selection_uses_the_selection_seed_only():
+    lo, hi = _name("ul_pal_efr", "5e-5"), _name("ul_pal_efr", "2.5e-4")
+    spec = {
+        # seed 0: λ = 2.5e-4 is better on validation; seed 1: λ = 5e-5 is much better
+        lo: {0: _entry(0.50, 0.50), 1: _entry(0.90, 0.90)},
+        hi: {0: _entry(0.55, 0.55), 1: _entry(0.10, 0.10)},
+        _name("ul_pal"): {0: _entry(0.40, 0.40)},
+    }
+    roles = terminal.roles(_res(spec), TP_B100_RUNS, seed=0)
+    assert roles["ul_pal_sel"].name == hi
+    assert terminal.roles(_res(spec), TP_B100_RUNS, seed=1)["ul_pal_sel"].name == lo
+    # calibration: the lowest validation NLL, λ = 0 a candidate
+    spec = {
+        _name("ce"): {0: _entry(0.5, 0.6, val_nll=2.0)},
+        _name("ce_efr", "1e-4"): {0: _entry(0.5, 0.5, val_nll=1.5)},
+        _name("ce_efr", "5e-4"): {0: _entry(0.5, 0.4, val_nll=1.7)},
+    }
+    roles = terminal.roles(_res(spec), TP_B100_RUNS, seed=0)
+    assert roles["ce_efr_nll"].name == _name("ce_efr", "1e-4")
+    assert roles["ce_sel"].name == _name("ce")  # by validation top-1
+
+
+def test_section_verdicts_follow_the_numbers():
+    sel = _name("ul_pal_efr", "2.5e-4")
+    ce, ce_efr = _name("ce"), _name("ce_efr", "1e-4")
+    spec = {
+        ce: {k: _entry(0.60 + 0.01 * k, 0.6, val_nll=2.0, ece=0.30) for k in range(3)},
+        ce_efr: {
+            k: _entry(0.605 + 0.01 * k, 0.59, val_nll=1.5, ece=0.18 + 0.01 * k) for k in range(3)
+        },
+        _name("ul_pal"): {k: _entry(0.45 + 0.005 * k, 0.45, ece=0.6) for k in range(3)},
+        sel: {k: _entry(0.601 + 0.01 * k, 0.61, ece=0.2) for k in range(3)},
+    }
+    table, verdict = terminal.terminal_section(_res(spec), TP_B100_RUNS, [0, 1, 2])
+    assert "terminal phase reached" in verdict
+    assert "2a holds" in verdict and "2a_vanilla fails" in verdict and "4 holds" in verdict
+    assert "4_ul holds" in verdict and "2b pending" in verdict
+    # flip: the EFR model is now the over-confident one → claim 4 fails
+    for k in range(3):
+        spec[ce_efr][k]["summary"]["ece"] = 0.40
+    _, verdict = terminal.terminal_section(_res(spec), TP_B100_RUNS, [0, 1, 2])
+    assert "4 fails" in verdict
+    # CE does not fit its training set: the verdict says so
+    for k in range(3):
+        spec[ce][k]["curves"]["train_eval/accuracy"][-1] = 0.9
+    _, verdict = terminal.terminal_section(_res(spec), TP_B100_RUNS, [0, 1, 2])
+    assert "terminal phase NOT reached" in verdict
+
+
+def test_section_pending_without_runs():
+    table, verdict = terminal.terminal_section(_res({}), TP_B100_RUNS, [0])
+    assert "not run" in table and verdict == terminal.PENDING
+
+
+@pytest.mark.parametrize("key", sorted(terminal.SECTIONS))
+def test_every_setting_has_a_section_and_figure(key):
+    assert key in terminal.FIGURES
