@@ -226,9 +226,10 @@ def test_cpu_suite_configs():
         assert c.data.source == "image_folder"  # the offline CIFAR-10 archive
         assert "svhn_cropped" not in r.ood
         assert c.variant == r.variant
-    # EFR λ of the paper at batch 256, per example: ×2 at batch 128
-    assert cpu_cifar10.get_config("ce_efr,exp100").objective.efr_weight == pytest.approx(2e-5)
-    assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_weight == pytest.approx(1e-6)
+    # EFR: the second pass's validation-selected batch-sum λ_b at B = 128 (configs/cpu/cifar10.py)
+    assert cpu_cifar10.get_config("ce_efr,exp100").objective.efr_weight == pytest.approx(1e-4)
+    assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_weight == pytest.approx(2.5e-4)
+    assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_convention == "batch_sum"
     assert cpu_cifar10.get_config("ul,full").optimizer.schedule == "constant"
     # the claim-1 control differs from c1_ul only in the head/objective (same constant lr, logging)
     c1 = {r.name: rp.load_config(r.config, r.overrides) for r in runs if "claim1" in r.claims}

@@ -3,11 +3,14 @@ feature-norm rescaled learning rate (RLR), plus the optimizer of Appendix C.2.
 
 Reductions (documented choices):
   * The classification loss is the mean over the (unmasked) examples of the batch.
-  * EFR is ``λ·Σ_i ‖f(x_i)‖²``, a **sum** over the examples of the batch (like a weight-decay term
-    on the features). With CE on CIFAR a ResNet-18 has ``‖h‖² ≈ 10²–10³``, so at batch 256 the sum
-    is ``≈ 10⁴–10⁵`` and the paper's λ ∈ [1e-7, 5e-5] gives a term of ``10⁻³–5``, comparable to the
-    loss; a mean would make it 256× smaller and the paper's λ values negligible. Per example, the
-    feature gradient of the sum is ``2λh_i``, against ``(1/B)∂ℓ_i/∂h_i`` for the loss.
+  * EFR is ``λ_b·Σ_i ‖f(x_i)‖²``, a **sum** over the examples of the batch (like a weight-decay
+    term on the features). Per example, the feature gradient of the sum is ``2λ_b h_i``, against
+    ``(1/B)∂ℓ_i/∂h_i`` for the loss. A config states λ in one of three readings
+    (``objective.efr_convention``, :data:`EFR_CONVENTIONS`): the batch sum itself, a per-example
+    mean, or eq. 11's sum over the training set; :func:`efr_weight_from` converts it to λ_b once
+    at setup (``ul_jax.config.effective_efr_weight``). Read as a batch sum the paper's λ ∈
+    [1e-7, 5e-5] barely engages (Theorem 6's ‖h*‖ ≈ 2,170 for λ = 1e-6 at B = 256); read as
+    eq. 11's data-set sum it does (‖h*‖ ≈ 22 on CIFAR-10): ``docs/REPRODUCTION.md``.
   * RLR (Sec. 4.3, footnote 15) weights each example's loss by ``stop_gradient(‖h_i‖)``: the
     gradient step is then SGD with the per-example learning rate ``η‖h_i‖``; with normalized
     features (FNPAL) this cancels the ``1/‖h_i‖`` of the normalization's Jacobian (eq. 19 vs its
@@ -42,9 +45,13 @@ __all__ = [
     "make_optimizer",
     "weight_decay_mask",
     "efr_feature_target_scale",
+    "EFR_CONVENTIONS",
     "efr_lambda_conventions",
     "efr_weight_from",
 ]
+
+# How a stated EFR λ is read (``objective.efr_convention``): :func:`efr_lambda_conventions`.
+EFR_CONVENTIONS = ("batch_sum", "per_example", "dataset_sum")
 
 
 def per_example_loss(name: str, logits: Array, labels: Array, gamma: float | None = None) -> Array:
@@ -132,18 +139,40 @@ def efr_lambda_conventions(efr_weight: float, batch_size: int, num_train: int) -
     }
 
 
-def efr_weight_from(value: float, convention: str, batch_size: int, num_train: int) -> float:
-    """The batch-sum λ_b (what the configs take) of a λ stated in ``convention`` (inverse of
-    :func:`efr_lambda_conventions`)."""
-    if convention == "batch_sum":
-        return float(value)
+def efr_weight_from(
+    value: float, convention: str, batch_size: int, num_train: int | None = None
+) -> float:
+    """The batch-sum λ_b (what the training step uses) of a λ stated in ``convention``
+    (inverse of :func:`efr_lambda_conventions`):
+
+    * ``batch_sum``: ``λ_b = λ``;
+    * ``per_example``: ``λ_b = λ / B``;
+    * ``dataset_sum`` (eq. 11): ``λ_b = λ · n / (2B)``, ``n`` the training images actually
+      trained on (after any validation hold-out or long-tail subsetting), ``B`` the global batch.
+
+    λ = 0 gives 0 in every convention (``num_train`` is then not needed).
+
+    Raises:
+      ValueError: an unknown ``convention`` (named as the field ``objective.efr_convention``), or
+        ``dataset_sum`` with λ > 0 and no ``num_train`` >= 1.
+    """
+    if convention not in EFR_CONVENTIONS:
+        raise ValueError(
+            "objective.efr_convention must be 'batch_sum', 'per_example' or 'dataset_sum'; "
+            f"got objective.efr_convention={convention!r}"
+        )
+    value = float(value)
+    if convention == "batch_sum" or value == 0.0:
+        return value
     if convention == "per_example":
-        return float(value) / batch_size
-    if convention == "dataset_sum":
-        return float(value) * num_train / (2.0 * batch_size)
-    raise ValueError(
-        f"convention must be 'batch_sum', 'per_example' or 'dataset_sum'; got {convention!r}"
-    )
+        return value / int(batch_size)
+    if num_train is None or int(num_train) < 1:
+        raise ValueError(
+            f"objective.efr_convention='dataset_sum' reads objective.efr_weight={value:g} as "
+            "eq. 11's sum over the training set: it needs the number of training images; "
+            f"got num_train={num_train!r}"
+        )
+    return value * int(num_train) / (2.0 * int(batch_size))
 
 
 def weight_decay_mask(params: Any, which: str = "all") -> Any:

@@ -26,10 +26,18 @@ def run_label(result: Mapping) -> str:
     name = r.get("variant") or f"{r.get('loss')}-{r.get('head')}"
     extra = []
     if r.get("efr_weight"):
-        extra.append(f"λ={_g(r['efr_weight'])}")
+        extra.append(f"λ={_g(r['efr_weight'])}{_efr_reading(r)}")
     if r.get("rlr") and "rlr" not in name:
         extra.append("RLR")
     return name + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _efr_reading(r: Mapping) -> str:
+    """`` [dataset_sum: λ_b=…]`` for an EFR λ not stated as the batch sum (else empty)."""
+    conv = r.get("efr_convention") or "batch_sum"
+    if conv == "batch_sum" or r.get("efr_lambda_b") is None:
+        return ""
+    return f" [{conv}: λ_b={_g(r['efr_lambda_b'])}]"
 
 
 def _data_label(r: Mapping) -> str:
@@ -68,8 +76,8 @@ def format_eval(result: Mapping) -> str:
     lines = [
         f"run      {r['workdir']}",
         f"         {run_label(result)}: loss={r['loss']} head={r['head']} "
-        f"efr={_g(r['efr_weight'])} rlr={r['rlr']} | {r['arch']} x{_g(r['width_multiplier'])}, "
-        f"p={r['feature_dim']} | step {r['step']}",
+        f"efr={_g(r['efr_weight'])}{_efr_reading(r)} rlr={r['rlr']} | {r['arch']} "
+        f"x{_g(r['width_multiplier'])}, p={r['feature_dim']} | step {r['step']}",
         f"test set {_data_label(r)} {t['split']}: {t['num_examples']} images "
         f"{'x'.join(map(str, t['image_shape']))}, batch {t['batch_size']}",
         "",

@@ -50,6 +50,7 @@ import numpy as np
 
 from ul_jax import data as uldata
 from ul_jax import metrics as ulm
+from ul_jax.config import effective_efr_weight, get_field
 from ul_jax.data.ood import check_ood_names, load_ood_images
 from ul_jax.eval.format import run_label
 from ul_jax.eval.io import EVAL_FORMAT_VERSION, eval_filename, to_jsonable
@@ -313,7 +314,9 @@ def _stats(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def _run_info(config, workdir: Path, step: int, num_classes: int, feature_dim: int) -> dict:
+def _run_info(
+    config, workdir: Path, step: int, num_classes: int, feature_dim: int, num_train: int
+) -> dict:
     c = config
     variant = c.get("variant", None)
     return {
@@ -328,7 +331,11 @@ def _run_info(config, workdir: Path, step: int, num_classes: int, feature_dim: i
         "head": c.head.kind,
         "head_bias": bool(c.head.bias),
         "loss": c.objective.loss,
+        # the EFR λ as the config states it, how it is read, and the batch-sum λ_b trained with
         "efr_weight": float(c.objective.efr_weight),
+        "efr_convention": str(get_field(c, "objective.efr_convention", "batch_sum")),
+        "efr_lambda_b": effective_efr_weight(c, num_train),
+        "num_train": int(num_train),
         "rlr": bool(c.objective.rlr),
         "weight_decay": float(c.optimizer.weight_decay),
         "seed": int(c.seed),
@@ -500,7 +507,7 @@ def evaluate_run(
 
     cls_state, nc, id_scores = _in_distribution(ev, data)
     cls, train_counts = _classification(cls_state, config, data)
-    run_info = _run_info(config, workdir, ev.step, data.num_classes, ev.feature_dim)
+    run_info = _run_info(config, workdir, ev.step, data.num_classes, ev.feature_dim, data.num_train)
     out_dir = Path(out_dir).expanduser().absolute() if out_dir is not None else workdir
     figs = _Plots(
         out_dir if plots else None,

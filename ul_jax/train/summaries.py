@@ -87,16 +87,23 @@ def evaluate(
     return out
 
 
-def theorem6_scale_from(config, num_classes: int) -> float | None:
-    """``(1+γ)/(2λB)`` for UL with a fixed-prototype PAL head and EFR λ > 0 (else ``None``): the
-    class-``c`` features at which the batch objective's feature gradient vanishes are
-    ``h*_c = (1+γ)/(2λB) · w_c`` (:func:`ul_jax.objectives.efr_feature_target`)."""
+def theorem6_scale_from(config, num_classes: int, num_train: int | None = None) -> float | None:
+    """``(1+γ)/(2λ_bB)`` for UL with a fixed-prototype PAL head and EFR λ_b > 0 (else ``None``):
+    the class-``c`` features at which the batch objective's feature gradient vanishes are
+    ``h*_c = (1+γ)/(2λ_bB) · w_c`` (:func:`ul_jax.objectives.efr_feature_target_scale`). λ_b is
+    the weight the step uses (:func:`ul_jax.config.effective_efr_weight`: ``objective.efr_weight``
+    read in ``objective.efr_convention``, with ``num_train`` the images trained on; a
+    ``dataset_sum`` λ > 0 needs it)."""
     o = config.objective
-    if o.loss != "ul" or config.head.kind != "pal" or not o.efr_weight or config.head.bias:
+    if o.loss != "ul" or config.head.kind != "pal" or config.head.bias:
         return None
+    from ul_jax.config import effective_efr_weight
     from ul_jax.objectives import efr_feature_target_scale
 
-    return efr_feature_target_scale(o.efr_weight, config.batch_size, num_classes, o.gamma)
+    lam_b = effective_efr_weight(config, num_train)
+    if not lam_b:
+        return None
+    return efr_feature_target_scale(lam_b, config.batch_size, num_classes, o.gamma)
 
 
 def summarize(interval: list[dict[str, float]], last: dict[str, np.ndarray]) -> dict[str, float]:
