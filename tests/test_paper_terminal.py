@@ -110,3 +110,27 @@ def test_section_pending_without_runs():
 @pytest.mark.parametrize("key", sorted(terminal.SECTIONS))
 def test_every_setting_has_a_section_and_figure(key):
     assert key in terminal.FIGURES
+
+
+def test_budget_section_selects_per_budget():
+    from ul_jax.paper.suites import TP_BUDGET_RUNS, TP_SETTINGS
+
+    assert {r.overrides["num_train_steps"] for r in TP_BUDGET_RUNS} == {196, 391}
+    assert TP_SETTINGS["lt100"].num_train == 1236 and TP_SETTINGS["lt10"].num_train == 2040
+    spec = {
+        "tpb25_b100_ce": {0: _entry(0.40, 0.40)},
+        "tpb25_b100_ul_pal": {0: _entry(0.30, 0.30)},
+        "tpb25_b100_ul_pal_efr_lam1.25e-3": {0: _entry(0.38, 0.39)},
+        "tp_b100_ce": {0: _entry(0.50, 0.50)},
+        "tp_b100_ul_pal_efr_lam5e-5": {0: _entry(0.49, 0.52)},
+        "tp_b100_ul_pal_efr_lam2.5e-4": {0: _entry(0.51, 0.51)},
+    }
+    res = {
+        r.name: {"seeds": {str(k): e for k, e in spec.get(r.name, {}).items()}}
+        for r in (*TP_B100_RUNS, *TP_BUDGET_RUNS)
+    }
+    table, verdict = terminal.budget_section(res, TP_BUDGET_RUNS, [0])
+    assert "25 epochs: λ_b = 0.00125 (gap -2.00 pts)" in verdict
+    assert "200 epochs: λ_b = 5e-05 (gap -1.00 pts)" in verdict
+    assert "50 epochs" not in verdict  # nothing finished at that budget
+    assert table.count("\n") == 4  # header, rule, three budgets

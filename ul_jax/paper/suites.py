@@ -15,6 +15,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ul_jax.data.long_tail import long_tailed_counts
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -360,8 +362,21 @@ class TPSetting:
         return -(-TP_EPOCHS * self.num_train // TP_BATCH)
 
 
+TP_N_MAX = 500  # the long-tailed settings' largest class
+
+
+def _lt_images(ratio: float) -> int:
+    return sum(long_tailed_counts(TP_N_MAX, 10, ratio, "exp"))
+
+
 TP_SETTINGS: dict[str, TPSetting] = {
     "b100": TPSetting("full", 1000, {"data.train_per_class": 100}),
+    # 500, 299, 179, 107, 64, 38, 23, 13, 8, 5 = 1,236 images (1,932 steps)
+    "lt100": TPSetting("exp100", _lt_images(100), {"data.train_per_class": TP_N_MAX}, FAR),
+    # 500, 387, 299, 232, 179, 139, 107, 83, 64, 50 = 2,040 images (3,188 steps)
+    "lt10": TPSetting("exp10", _lt_images(10), {"data.train_per_class": TP_N_MAX}, FAR),
+    # classes 0-5 in distribution, 100 each (938 steps); 6-9 near-OOD, digits far-OOD
+    "split100": TPSetting("split", 600, {"data.train_per_class": 100}, NEAR),
 }
 
 
@@ -407,7 +422,37 @@ def tp_runs(setting: str) -> tuple[Run, ...]:
 
 
 TP_B100_RUNS = tp_runs("b100")
-REPORT_TP_RUNS = TP_B100_RUNS
+TP_LT_RUNS = tp_runs("lt100") + tp_runs("lt10")
+TP_SPLIT_RUNS = tp_runs("split100")
+
+# ``--suite cpu_tp_budget`` (λ across budgets, issue 23 item 5): the b100 setting's UL+PAL λ grid
+# and CE at 25 and 50 epochs (the cosine schedule over each budget); with the 200-epoch runs of
+# ``cpu_tp_b100`` they give the validation-selected λ at three budgets.
+TP_BUDGET_EPOCHS = (25, 50)
+
+
+def _tp_budget(epochs: int, variant: str, lam: float = 0.0) -> Run:
+    r = _tp("b100", variant, lam=lam)
+    steps = -(-epochs * TP_SETTINGS["b100"].num_train // TP_BATCH)
+    return dataclasses.replace(
+        r,
+        name=r.name.replace("tp_b100_", f"tpb{epochs}_b100_"),
+        claims=("tp_budget",),
+        setting=f"b100_e{epochs}",
+        overrides={**r.overrides, "num_train_steps": steps, "eval_every": -(-steps // 4)},
+    )
+
+
+TP_BUDGET_RUNS = tuple(
+    run
+    for e in TP_BUDGET_EPOCHS
+    for run in (
+        _tp_budget(e, "ce"),
+        _tp_budget(e, "ul_pal"),
+        *(_tp_budget(e, "ul_pal_efr", lam) for lam in TP_UL_LAMBDAS),
+    )
+)
+REPORT_TP_RUNS = TP_B100_RUNS + TP_BUDGET_RUNS + TP_LT_RUNS + TP_SPLIT_RUNS
 
 
 # ============================================================================================
@@ -479,5 +524,8 @@ SUITES: dict[str, tuple[tuple[Run, ...], str, tuple[Run, ...]]] = {
     "cpu_lt": (LT_RUNS, "cpu_lt", REPORT_LT_RUNS + CALIB_RUNS),
     "cpu_calib": (CALIB_RUNS, "cpu_lt", REPORT_LT_RUNS + CALIB_RUNS),
     "cpu_tp_b100": (TP_B100_RUNS, "cpu_tp", REPORT_TP_RUNS),
+    "cpu_tp_budget": (TP_BUDGET_RUNS, "cpu_tp", REPORT_TP_RUNS),
+    "cpu_tp_lt": (TP_LT_RUNS, "cpu_tp", REPORT_TP_RUNS),
+    "cpu_tp_split": (TP_SPLIT_RUNS, "cpu_tp", REPORT_TP_RUNS),
     "paper": (PAPER_RUNS, "paper", PAPER_RUNS),
 }

@@ -48,8 +48,22 @@ CURVE_KEYS = (
     "eval/loss",
     "eval/feature_norm",
 )
-# the claims of RULES a balanced setting judges (long-tailed / OOD settings add theirs)
-BALANCED_CLAIMS = ("2a", "2a_vanilla", "2b", "4", "4_ul")
+# the claims of RULES each kind of setting judges (the setting's name starts with the kind)
+SETTING_CLAIMS = {
+    "b": ("2a", "2a_vanilla", "2b", "4", "4_ul"),
+    "lt": ("3_ul", "3_ce", "3_vanilla", "3_sel", "4", "4_ul"),
+    "split": ("5_ce", "5_ul", "2a", "4", "4_ul"),
+}
+NEAR_OOD = "cifar10_split_near_ood"
+METRICS = ("top1", "ece", "mean_top1", "train_acc", "few", "near_auroc")
+
+
+def setting_claims(setting: str) -> tuple[str, ...]:
+    """The claims judged for ``setting`` (``b100`` → balanced, ``lt100`` → long-tailed, ...)."""
+    for kind in sorted(SETTING_CLAIMS, key=len, reverse=True):
+        if setting.startswith(kind):
+            return SETTING_CLAIMS[kind]
+    raise ValueError(f"no claims for terminal-phase setting {setting!r}")
 
 
 def _lam(run) -> float:
@@ -82,7 +96,11 @@ def per_seed(res: Mapping, name: str) -> dict[int, dict[str, Any]]:
         last = _last(c)
         summ = e.get("summary") or {}
         evals = [a for a in c.get("eval/accuracy", []) if a is not None]
+        groups = summ.get("groups") or {}
+        near = (summ.get("ood") or {}).get(NEAR_OOD, {}).get("msp", {})
         out[int(seed)] = {
+            "few": groups.get("few"),
+            "near_auroc": near.get("auroc"),
             "top1": summ.get("top1", last.get("eval/accuracy")),
             "ece": summ.get("ece"),
             "mean_top1": float(np.mean(evals)) if evals else None,
@@ -138,7 +156,7 @@ def role_values(res: Mapping, role_runs: Mapping[str, Any]) -> dict[str, dict[st
         ps = per_seed(res, run.name)
         out[role] = {
             m: {k: 100.0 * float(v[m]) for k, v in ps.items() if v.get(m) is not None}
-            for m in ("top1", "ece", "mean_top1", "train_acc")
+            for m in METRICS
         }
     return out
 
@@ -174,11 +192,21 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             marks.setdefault(sel[role].name, []).append(
                 "val NLL" if role == "ce_efr_nll" else "val top-1"
             )
+    claims = setting_claims(runs[0].setting)
+    extra = [
+        (key, head)
+        for key, head, used in (
+            ("few", "few-shot test top-1 (%)", any(c.startswith("3") for c in claims)),
+            ("near_auroc", "near-OOD AUROC, MSP (%)", any(c.startswith("5") for c in claims)),
+        )
+        if used
+    ]
     rows = [
         "| model | knob | ‖h*‖ (Thm 6) | train acc, un-augmented (%) | val top-1 (%) | val loss | "
         "test top-1 (%) | test ECE (%) | mean test top-1 over the evals (%) | final test ‖h‖ | "
-        "seeds | selected on seed 0 by |",
-        "|" + "---|" * 12,
+        + "".join(f"{h} | " for _, h in extra)
+        + "seeds | selected on seed 0 by |",
+        "|" + "---|" * (12 + len(extra)),
     ]
     for r in runs:
         ps = per_seed(res, r.name)
@@ -187,7 +215,7 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             state = "running" if any(e.get("status") == "in progress" for e in st.values()) else ""
             rows.append(
                 f"| {VARIANT_LABEL.get(r.variant, r.variant)} | {_knob(r)} | {_hstar(r)} | "
-                f"{state or 'not run'} |" + " |" * 8
+                f"{state or 'not run'} |" + " |" * (8 + len(extra))
             )
             continue
         m = ", ".join(dict.fromkeys(marks.get(r.name, []))) or ""
@@ -196,7 +224,8 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             f"{_cells(ps, 'train_acc')} | {_cells(ps, 'val_top1')} | "
             f"{_cells(ps, 'val_nll', False)} | {_cells(ps, 'top1')} | {_cells(ps, 'ece')} | "
             f"{_cells(ps, 'mean_top1')} | {_cells(ps, 'feature_norm', False)} | "
-            f"{', '.join(str(k) for k in sorted(ps))} | {m} |"
+            + "".join(f"{_cells(ps, k)} | " for k, _ in extra)
+            + f"{', '.join(str(k) for k in sorted(ps))} | {m} |"
         )
     vals = role_values(res, sel)
     crow = [
@@ -206,7 +235,7 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         "|" + "---|" * 7,
     ]
     parts = []
-    for key in BALANCED_CLAIMS:
+    for key in claims:
         cr = RULES[key]
         v = judge(cr, vals)
         a, b = sel.get(cr.a), sel.get(cr.b)
@@ -238,6 +267,69 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         return "\n".join(rows + crow), PENDING
     verdict = f"{phase}; " + "; ".join(parts) + f"; {_status_line(res, runs)}"
     return "\n".join(rows + crow), verdict
+
+
+def budget_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
+    """λ across budgets (issue 23 item 5): in the b100 setting, the UL+PAL λ selected on
+    validation (selection seed) at 25, 50 and 200 epochs, its Theorem-6 ‖h*‖, and the
+    UL+PAL(+EFR) − CE gap with λ re-selected at each budget (the 200-epoch runs are
+    ``cpu_tp_b100``'s)."""
+    from ul_jax.paper.suites import TP_B100_RUNS, TP_EPOCHS, TP_SELECTION_SEED
+
+    by_budget: dict[int, list] = {}
+    for r in runs:
+        by_budget.setdefault(int(r.setting.rsplit("_e", 1)[1]), []).append(r)
+    by_budget[TP_EPOCHS] = [r for r in TP_B100_RUNS if _family(r) in ("ce", "ul_pal")]
+    lams = sorted({_lam(r) for rs in by_budget.values() for r in rs if _family(r) == "ul_pal"})
+    k = TP_SELECTION_SEED
+    rows = [
+        "| epochs (steps) | CE train acc, un-aug. (%) | CE test top-1 (%) | "
+        + "".join(
+            f"UL+PAL val top-1 at {'λ = 0' if lam == 0 else f'λ_b = {lam:.3g}'} (%) | "
+            for lam in lams
+        )
+        + "selected λ_b | ‖h*‖ | UL+PAL(sel) test top-1 (%) | UL+PAL(sel) − CE (pts) |",
+        "|" + "---|" * (7 + len(lams)),
+    ]
+    picks = []
+    for epochs in sorted(by_budget):
+        rs = by_budget[epochs]
+        ce = next((r for r in rs if _family(r) == "ce" and _lam(r) == 0), None)
+        ul = sorted((r for r in rs if _family(r) == "ul_pal"), key=_lam)
+        cev = per_seed(res, ce.name).get(k, {}) if ce is not None else {}
+        steps = (ce or ul[0]).overrides.get("num_train_steps") if (ce or ul) else "?"
+        cells = []
+        for lam in lams:
+            r = next((r for r in ul if _lam(r) == lam), None)
+            v = per_seed(res, r.name).get(k, {}).get("val_top1") if r is not None else None
+            cells.append("—" if v is None else f"{100 * v:.2f}")
+        sel = _pick(res, ul, "val_top1", k)
+        sv = per_seed(res, sel.name).get(k, {}) if sel is not None else {}
+
+        def pct(x):
+            return "—" if x is None else f"{100 * x:.2f}"
+
+        gap = (
+            f"{100 * (sv['top1'] - cev['top1']):+.2f}"
+            if sv.get("top1") is not None and cev.get("top1") is not None
+            else "—"
+        )
+        lam_s = "—" if sel is None else ("0" if _lam(sel) == 0 else f"{_lam(sel):.3g}")
+        rows.append(
+            f"| {epochs} ({steps}) | {pct(cev.get('train_acc'))} | {pct(cev.get('top1'))} | "
+            + "".join(f"{c} | " for c in cells)
+            + f"{lam_s} | {_hstar(sel) if sel is not None else '—'} | {pct(sv.get('top1'))} | "
+            f"{gap} |"
+        )
+        if sel is not None:
+            picks.append(f"{epochs} epochs: λ_b = {lam_s} (gap {gap} pts)")
+    if not picks:
+        return "\n".join(rows), PENDING
+    verdict = (
+        f"validation-selected UL+PAL λ on seed {k}: " + "; ".join(picks) + f"; "
+        f"{_status_line(res, list(runs) + by_budget[TP_EPOCHS])}"
+    )
+    return "\n".join(rows), verdict
 
 
 # figures ------------------------------------------------------------------------------------
@@ -299,5 +391,6 @@ def _setting_sections() -> dict:
     return {f"tp_{s}": terminal_section for s in TP_SETTINGS}
 
 
-SECTIONS = _setting_sections()
-FIGURES = {key: ((key, fig_terminal),) for key in SECTIONS}
+SECTIONS = {**_setting_sections(), "tp_budget": budget_section}
+FIGURES = {key: ((key, fig_terminal),) for key in SECTIONS if key != "tp_budget"}
+FIGURES["tp_budget"] = ()

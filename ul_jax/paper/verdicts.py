@@ -205,6 +205,56 @@ RULES: dict[str, ClaimRule] = {
         Rule("superior", effect=1.0),
         lower_is_better=True,
     ),
+    # long-tailed settings (Table 2): top-1 on the balanced test set
+    "3_ul": ClaimRule(
+        "3_ul",
+        "EFR improves UL+PAL on long-tailed data (λ selected on validation)",
+        "ul_pal_sel",
+        "ul_pal",
+        "top1",
+        Rule("superior", effect=1.0),
+    ),
+    "3_ce": ClaimRule(
+        "3_ce",
+        "EFR improves CE on long-tailed data (λ selected on validation, λ = 0 a candidate)",
+        "ce_sel",
+        "ce",
+        "top1",
+        Rule("superior", effect=1.0),
+    ),
+    "3_vanilla": ClaimRule(
+        "3_vanilla",
+        "vanilla UL+PAL beats CE on long-tailed data (Table 2: 72.6 vs 67.8 % at ρ = 100)",
+        "ul_pal",
+        "ce",
+        "top1",
+        Rule("superior", effect=1.0),
+    ),
+    "3_sel": ClaimRule(
+        "3_sel",
+        "UL+PAL(+EFR) is on par with CE(+EFR) on long-tailed data, both selected on validation",
+        "ul_pal_sel",
+        "ce_sel",
+        "top1",
+        Rule("noninferior", margin=1.0, floor=2.0),
+    ),
+    # class split (Table 3 / Fig. 3): near-OOD = CIFAR-10 classes 6-9, MSP AUROC in points
+    "5_ce": ClaimRule(
+        "5_ce",
+        "EFR improves CE's near-OOD detection (MSP AUROC; λ selected on validation top-1)",
+        "ce_sel",
+        "ce",
+        "near_auroc",
+        Rule("superior", effect=1.0),
+    ),
+    "5_ul": ClaimRule(
+        "5_ul",
+        "EFR improves UL+PAL's near-OOD detection (MSP AUROC; λ selected on validation top-1)",
+        "ul_pal_sel",
+        "ul_pal",
+        "near_auroc",
+        Rule("superior", effect=1.0),
+    ),
 }
 
 
