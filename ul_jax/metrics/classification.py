@@ -40,12 +40,15 @@ __all__ = [
     "accuracy",
     "per_class_accuracy",
     "mean_per_class_accuracy",
+    "SHOT_GROUPS",
+    "shot_groups",
     "shot_group_accuracy",
     "index_range_group_accuracy",
 ]
 
 MANY_SHOT_THRESHOLD = 100  # many-shot: n_train > 100
 FEW_SHOT_THRESHOLD = 20  # few-shot: n_train < 20; medium-shot: 20 <= n_train <= 100
+SHOT_GROUPS = ("many", "medium", "few")  # the group indices of :func:`shot_groups`
 
 # MiSLAS (Zhong et al., 2021) CIFAR-LT configs: half-open class-index ranges [start, stop).
 MISLAS_CLASS_RANGES: Mapping[int, Mapping[str, tuple[int, int]]] = {
@@ -129,6 +132,37 @@ def mean_per_class_accuracy(per_class_acc) -> float:
     return _group_mean(acc, np.ones(acc.shape, dtype=bool))
 
 
+def shot_groups(
+    train_class_counts,
+    many_threshold: int = MANY_SHOT_THRESHOLD,
+    few_threshold: int = FEW_SHOT_THRESHOLD,
+) -> np.ndarray:
+    """The many/medium/few-shot group of each class by its training count (OLTR convention).
+
+    Args:
+      train_class_counts: ``(C,)`` number of *training* images per class.
+
+    Returns:
+      ``(C,)`` int: the index into :data:`SHOT_GROUPS` — 0 many (``n_train > many_threshold``,
+      100), 2 few (``n_train < few_threshold``, 20), 1 medium (the rest, ``20 ≤ n_train ≤ 100``).
+      A balanced set puts every class in one group (CIFAR-10: all many).
+    """
+    counts = _checks.to_numpy(train_class_counts, "train_class_counts")
+    if counts.ndim != 1:
+        raise ValueError(f"train_class_counts must be 1-D (C,); got shape {counts.shape}")
+    if np.any(counts < 0) or not np.all(np.mod(counts, 1) == 0):
+        raise ValueError(
+            f"train_class_counts must be non-negative integers; got {counts.tolist()[:10]}"
+        )
+    if few_threshold > many_threshold:
+        raise ValueError(
+            f"few_threshold={few_threshold} must be <= many_threshold={many_threshold}"
+        )
+    return np.where(counts > many_threshold, 0, np.where(counts < few_threshold, 2, 1)).astype(
+        np.int32
+    )
+
+
 def shot_group_accuracy(
     per_class_acc,
     train_class_counts,
@@ -154,17 +188,8 @@ def shot_group_accuracy(
         raise ValueError(
             f"train_class_counts.shape={counts.shape} must equal per_class_acc.shape={acc.shape}"
         )
-    if np.any(counts < 0) or not np.all(np.mod(counts, 1) == 0):
-        raise ValueError(
-            f"train_class_counts must be non-negative integers; got {counts.tolist()[:10]}"
-        )
-    if few_threshold > many_threshold:
-        raise ValueError(
-            f"few_threshold={few_threshold} must be <= many_threshold={many_threshold}"
-        )
-    many = counts > many_threshold
-    few = counts < few_threshold
-    medium = ~many & ~few
+    group = shot_groups(counts, many_threshold, few_threshold)
+    many, medium, few = (group == g for g in range(len(SHOT_GROUPS)))
     return {
         "many": _group_mean(acc, many),
         "medium": _group_mean(acc, medium),

@@ -7,6 +7,8 @@ Modules:
   step        -- :class:`TrainState`, pure :func:`train_step` / :func:`eval_step`, sharded wrappers.
   loop        -- :func:`train_and_evaluate` ``(config, workdir) → final metrics``,
                  :class:`NonFiniteError`.
+  group_grad  -- each many/medium/few-shot class group's share of the batch's trunk gradient
+                 (``group_grad_every``; ``train/trunk_grad_share``, ...).
   workdir     -- work directory checks and lock, resume / fresh start / refusal
                  (:class:`NoUsableCheckpointError`), ``restart``.
   lock        -- ``WORKDIR/writer.lock``: one writer per work directory (heartbeat, stale
