@@ -134,3 +134,18 @@ def test_budget_section_selects_per_budget():
     assert "200 epochs: λ_b = 5e-05 (gap -1.00 pts)" in verdict
     assert "50 epochs" not in verdict  # nothing finished at that budget
     assert table.count("\n") == 4  # header, rule, three budgets
+
+
+def test_group_grad_figure_from_logged_shares(tmp_path):
+    from ul_jax.paper.suites import TP_LT_RUNS
+
+    lt = [r for r in TP_LT_RUNS if r.setting == "lt100"]
+    assert all(r.overrides["group_grad_every"] == 100 for r in lt)
+    e = _entry(0.5, 0.5)
+    e["curves"]["train/trunk_grad_share"] = [[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]]
+    e["curves"]["train/group_batch_share"] = [[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]]
+    res = {r.name: {"seeds": {}} for r in lt}
+    res["tp_lt100_ce"]["seeds"]["0"] = e
+    name = terminal.fig_group_grad(res, lt, tmp_path / "g")
+    assert name == "g.png" and (tmp_path / "g.png").stat().st_size > 0
+    assert terminal.fig_group_grad({r.name: {"seeds": {}} for r in lt}, lt, tmp_path / "h") is None

@@ -244,10 +244,13 @@ def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
                 f"({_fmt(ee, True)} vs {_fmt(eb, True)} %)"
             )
         if tr:
-            reached = min(tr) >= 0.99
+            # the augmented batches understate the fit; the un-augmented check is the
+            # terminal-phase report's (ul_jax.paper.terminal, train_eval/accuracy)
+            reached = float(np.mean(tr)) >= 0.99
             parts.append(
-                f"CE's final train accuracy {_fmt(tr, True)} % "
-                f"({'terminal phase reached' if reached else 'terminal phase NOT reached'})"
+                f"CE's final train accuracy on augmented batches {_fmt(tr, True)} % "
+                f"({'≥ 99 % on average' if reached else 'below 99 % on average'}; "
+                "un-augmented: the terminal-phase report)"
             )
     verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
     return "\n".join(rows), verdict

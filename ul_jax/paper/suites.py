@@ -369,12 +369,16 @@ def _lt_images(ratio: float) -> int:
     return sum(long_tailed_counts(TP_N_MAX, 10, ratio, "exp"))
 
 
+# long-tailed runs also measure each many / medium / few class group's share of the trunk
+# gradient every 100 steps (ul_jax/train/group_grad.py; the mechanism of claim 3)
+_TP_LT_OVER = {"data.train_per_class": TP_N_MAX, "group_grad_every": 100}
+
 TP_SETTINGS: dict[str, TPSetting] = {
     "b100": TPSetting("full", 1000, {"data.train_per_class": 100}),
     # 500, 299, 179, 107, 64, 38, 23, 13, 8, 5 = 1,236 images (1,932 steps)
-    "lt100": TPSetting("exp100", _lt_images(100), {"data.train_per_class": TP_N_MAX}, FAR),
+    "lt100": TPSetting("exp100", _lt_images(100), _TP_LT_OVER, FAR),
     # 500, 387, 299, 232, 179, 139, 107, 83, 64, 50 = 2,040 images (3,188 steps)
-    "lt10": TPSetting("exp10", _lt_images(10), {"data.train_per_class": TP_N_MAX}, FAR),
+    "lt10": TPSetting("exp10", _lt_images(10), _TP_LT_OVER, FAR),
     # classes 0-5 in distribution, 100 each (938 steps); 6-9 near-OOD, digits far-OOD
     "split100": TPSetting("split", 600, {"data.train_per_class": 100}, NEAR),
 }

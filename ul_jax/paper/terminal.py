@@ -39,7 +39,10 @@ from ul_jax.paper.verdicts import RULES, judge
 TERMINAL_ACC = 0.99
 BATCH = 128
 NUM_CLASSES = 10
+GROUPS = ("many", "medium", "few")
 CURVE_KEYS = (
+    "train/trunk_grad_share",
+    "train/group_batch_share",
     "train_eval/accuracy",
     "train_eval/loss",
     "val/accuracy",
@@ -385,6 +388,64 @@ def fig_terminal(res: Mapping, runs: Sequence, path: Path) -> str | None:
     return path.name
 
 
+def fig_group_grad(res: Mapping, runs: Sequence, path: Path) -> str | None:
+    """The mechanism of claim 3, measured: along training, each class group's share of the
+    trunk gradient ``s_G = ⟨g_G, g⟩/‖g‖²`` (solid; mean over finished seeds) against its share
+    of the batch's examples (dotted), for the λ = 0 baselines and the validation-selected
+    models (one panel each). A loss whose per-example gradient does not shrink as examples are
+    fitted (UL with fixed prototypes) keeps ``s_G`` at the count share; one whose gradient fades
+    on fitted examples (CE) shifts it toward the groups still being learned."""
+    from ul_jax.paper.suites import TP_SELECTION_SEED
+
+    sel = roles(res, runs, TP_SELECTION_SEED)
+    shown = []
+    for role in ("ce", "ce_sel", "ul_pal", "ul_pal_sel"):
+        r = sel.get(role)
+        if r is not None and r not in shown:
+            shown.append(r)
+    panels = []
+    for r in shown:
+        series = []
+        for e in res[r.name]["seeds"].values():
+            c = e.get("curves") or {}
+            pts = [
+                (st, g, b)
+                for st, g, b in zip(
+                    c.get("step", []),
+                    c.get("train/trunk_grad_share", []),
+                    c.get("train/group_batch_share", []),
+                )
+                if isinstance(g, list) and isinstance(b, list)
+            ]
+            if pts:
+                series.append(pts)
+        if series:
+            n = min(len(p) for p in series)
+            steps = [p[0] for p in series[0][:n]]
+            g = np.mean([[p[1] for p in s_[:n]] for s_ in series], axis=0)
+            b = np.mean([[p[2] for p in s_[:n]] for s_ in series], axis=0)
+            panels.append((r, steps, g, b, len(series)))
+    if not panels:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    colors = ("tab:blue", "tab:orange", "tab:red")
+    for ax, (r, steps, g, b, n) in zip(axes[0], panels):
+        for j, name in enumerate(GROUPS):
+            ax.plot(steps, g[:, j], color=colors[j], label=f"{name}: gradient share")
+            ax.plot(steps, b[:, j], color=colors[j], ls=":", label=f"{name}: batch share")
+        ax.set_title(f"{VARIANT_LABEL.get(r.variant, r.variant)} {_knob(r)} (n={n})", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("share of the trunk gradient / of the batch")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path).with_suffix(".png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
 def _setting_sections() -> dict:
     from ul_jax.paper.suites import TP_SETTINGS
 
@@ -392,5 +453,10 @@ def _setting_sections() -> dict:
 
 
 SECTIONS = {**_setting_sections(), "tp_budget": budget_section}
-FIGURES = {key: ((key, fig_terminal),) for key in SECTIONS if key != "tp_budget"}
+FIGURES = {
+    key: ((key, fig_terminal),)
+    + (((f"{key}_group_grad", fig_group_grad),) if key.startswith("tp_lt") else ())
+    for key in SECTIONS
+    if key != "tp_budget"
+}
 FIGURES["tp_budget"] = ()
