@@ -1,10 +1,11 @@
 """Run the reproduction suite: ``python -m launch.reproduce --suite cpu --out workdirs/cpu
-[--only NAME ...] [--seeds 0 1] [--tables_only] [--fig_dir DIR] [--docs FILE]``.
+[--only NAME ...] [--seeds 0 1] [--tables_only | --status] [--fig_dir DIR] [--docs FILE]``.
 
 Trains (resuming) and evaluates every unfinished run of the suite (``ul_jax/paper/suites.py``),
 skipping finished ones, then writes the tables, figures and results JSON (``figures/reproduction/``)
 and the results sections of ``docs/REPRODUCTION.md``. ``--tables_only`` only does the latter from
-the runs already in ``--out``. Everything is done by :func:`ul_jax.paper.runner.reproduce`; at the
+the runs already in ``--out``; ``--status`` only prints every run × seed's state
+(:func:`ul_jax.paper.status.format_status_table`) and changes nothing. Everything is done by :func:`ul_jax.paper.runner.reproduce`; at the
 end, :func:`ul_jax.paper.summary_text.format_suite_summary` lists every run's state (complete,
 non-finite, failed with its error, not finished) and where the results JSON, figures and document
 went. Exit codes: 0 done, 1 a run failed (or an error, one line; ``--debug``: its traceback), 2 a
@@ -21,6 +22,8 @@ from absl import flags
 
 from launch._flags import define_debug, parse
 from ul_jax.paper import runner
+from ul_jax.paper.results import seeds_on_disk
+from ul_jax.paper.status import format_status_table
 from ul_jax.paper.suites import SUITES
 from ul_jax.paper.summary_text import format_suite_summary
 from ul_jax.train.cli import EXIT_USAGE, one_line_errors
@@ -42,6 +45,13 @@ def _flags() -> flags.FlagValues:
         flag_values=fv,
     )
     flags.DEFINE_boolean("tables_only", False, "no training: tables/figures/docs", flag_values=fv)
+    flags.DEFINE_boolean(
+        "status",
+        False,
+        "only print every run x seed's state (complete / non-finite / failed / running / partial"
+        " / not started), last validation and test top-1 and wall time; touches nothing",
+        flag_values=fv,
+    )
     flags.DEFINE_string("fig_dir", None, "default: <repo>/figures/reproduction", flag_values=fv)
     flags.DEFINE_string("docs", str(runner.DOCS), "results document to update", flag_values=fv)
     define_debug(fv)
@@ -53,6 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     parse(a, argv, PROG, __doc__, lists=("only", "seeds"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     since = time.time()  # the summary lists the figures written from here on
+    if a.status:
+        with one_line_errors(PROG, debug=a.debug):
+            try:
+                runs = runner._select(runner.load_suite(a.suite), a.only)
+            except ValueError as e:
+                print(f"{PROG}: error: {e}", file=sys.stderr)
+                return 2
+            seeds = seeds_on_disk(runs, a.out, a.seeds or [0])
+            print(f"suite {a.suite} in {a.out}:\n")
+            print(format_status_table(runs, a.out, seeds))
+        return 0
     with one_line_errors(PROG, debug=a.debug):
         code = runner.reproduce(
             a.suite,

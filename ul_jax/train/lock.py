@@ -59,6 +59,7 @@ __all__ = [
     "WorkdirLockedError",
     "WorkdirLockLostError",
     "WorkdirNotWritableError",
+    "lock_holder",
     "lock_settings",
 ]
 
@@ -221,6 +222,18 @@ def _stale_reason(record: dict | None, mtime: float, stale_s: float) -> str | No
     if now - beat > stale_s:
         return f"its last heartbeat is {now - beat:.0f} s old (limit {stale_s:g} s)"
     return None
+
+
+def lock_holder(workdir: str | Path, stale_s: float | None = None) -> dict | None:
+    """The lock record (``host``, ``pid``, ``start_time``, ``started``, ...) of the run that holds
+    ``WORKDIR/writer.lock`` now, or ``None`` when there is no lock or its holder is certainly gone
+    (the take-over rules of the module docstring). Reads only; never takes or removes a lock."""
+    _, record, mtime = _read(Path(workdir) / LOCK_FILE)
+    if record is None:
+        return None
+    if stale_s is None:
+        stale_s = lock_settings()[1]
+    return None if _stale_reason(record, mtime, stale_s) else record
 
 
 def _write_replace(path: Path, record: dict[str, Any]) -> None:
