@@ -231,6 +231,15 @@ def test_cpu_suite_configs():
     assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_weight == pytest.approx(2.5e-4)
     assert cpu_cifar10.get_config("ul_pal_efr,split").objective.efr_convention == "batch_sum"
     assert cpu_cifar10.get_config("ul,full").optimizer.schedule == "constant"
+    # the first pass's runs keep the first pass's λ_b (pinned in the suite), whatever the defaults
+    lams = {
+        r.name: rp.load_config(r.config, r.overrides).objective.efr_weight
+        for r in runs + rp.load_suite("cpu_step")
+        if "efr" in r.variant
+    }
+    assert lams["c3_exp100_ce_efr"] == lams["c5_split_ce_efr"] == pytest.approx(2e-5)
+    assert lams["c3_step100_ul_pal_efr"] == pytest.approx(2e-6)
+    assert lams["c5_split_ul_pal_efr"] == pytest.approx(1e-6)
     # the claim-1 control differs from c1_ul only in the head/objective (same constant lr, logging)
     c1 = {r.name: rp.load_config(r.config, r.overrides) for r in runs if "claim1" in r.claims}
     assert set(c1) == {"c1_ul", "c1_ul_pal_const"}
@@ -619,6 +628,10 @@ def test_paper_package_imports_no_config_module():
         "cpu_lt_sweep",
         "cpu_lt",
         "cpu_calib",
+        "cpu_tp_b100",
+        "cpu_tp_budget",
+        "cpu_tp_lt",
+        "cpu_tp_split",
         "paper",
     }
 
