@@ -7,6 +7,8 @@ set stays balanced. Sweep the table with overrides, e.g.
     python -m launch.train --config configs/cifar10_lt.py:ul_pal_efr --workdir workdirs/c10lt50 \
         --config.data.imbalance_ratio=50 --config.objective.efr_weight=5e-7
 
+The EFR λ is the paper's as printed, read as eq. 11's sum over the training set
+(``objective.efr_convention = dataset_sum``, converted at setup with the LT set's size).
 Variants: see ``configs/common.py`` (default ``ul_pal``). Note an epoch is shorter here
 (ρ = 100 keeps 12,406 of 50,000 images), so eval/checkpoint "once per epoch" is more frequent.
 """

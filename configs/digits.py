@@ -31,4 +31,6 @@ def get_config(arg=None):
     c.eval_every = 0  # every epoch (10 steps)
     c.checkpoint_every = 100
     c.keep_checkpoints = 2
-    return common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c = common.apply_variant(c, common.parse_arg(arg, "ul_pal"))
+    c.objective.efr_convention = "batch_sum"  # the demo's λ is the batch-sum weight λ_b
+    return c
