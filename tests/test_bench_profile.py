@@ -99,3 +99,27 @@ def test_torch_baseline_is_the_same_model(arch):
     n = sum(x.size for x in jax.tree.leaves(shapes["params"]))
     r = torch_train_benchmark(c, steps=1, flax_param_count=n)  # raises if the counts differ
     assert r["params"] == n and r["finite"] and r["train_images_per_sec"] > 0
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("objective.loss", "mse", "objective.loss='mse'"),
+        ("objective.loss", "hinge", "objective.loss='hinge'"),
+        ("head.kind", "fnpal", "heads pal and linear"),
+        ("objective.rlr", True, "no RLR"),
+        ("model.dtype", "bfloat16", "float32 only"),
+    ],
+)
+def test_torch_baseline_refuses_what_it_cannot_mirror(field, value, match):
+    """Checked before PyTorch is imported: a loss, head or option the baseline does not have
+    is refused, never silently replaced (it used to benchmark CE for any loss but 'ul')."""
+    from configs import digits
+    from ul_jax.bench.torch_baseline import check_mirrorable
+    from ul_jax.config import set_field
+
+    c = digits.get_config("ce")
+    check_mirrorable(c)
+    set_field(c, field, value)
+    with pytest.raises(ValueError, match=match):
+        check_mirrorable(c)

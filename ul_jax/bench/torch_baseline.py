@@ -90,8 +90,36 @@ def _resnet(torch, nn, arch_spec: dict, widths, stem: str, final_relu: bool):
     return nn.Sequential(*layers), cin
 
 
+def check_mirrorable(config) -> None:
+    """Refuses a config whose train step the PyTorch baseline does not mirror exactly (it must
+    never benchmark another step than the one named): float32, a ``pal`` or ``linear`` head, the
+    ``ul`` or ``ce`` loss, no RLR, and an EFR weight stated as the batch-sum λ_b.
+
+    Raises:
+      ValueError: naming the field and its value.
+    """
+    if config.model.dtype != "float32":
+        raise ValueError(f"the torch baseline runs float32 only; got {config.model.dtype!r}")
+    if config.head.kind not in ("pal", "linear"):
+        raise ValueError(f"the torch baseline has heads pal and linear; got {config.head.kind!r}")
+    if config.objective.loss not in ("ul", "ce"):
+        raise ValueError(
+            "the torch baseline mirrors objective.loss 'ul' and 'ce' only; got "
+            f"objective.loss={config.objective.loss!r}"
+        )
+    if config.objective.rlr:
+        raise ValueError("the torch baseline has no RLR")
+    conv = config.objective.get("efr_convention", "batch_sum")
+    if config.objective.efr_weight and conv != "batch_sum":
+        raise ValueError(
+            "the torch baseline takes the EFR weight as the batch-sum λ_b; got "
+            f"objective.efr_convention={conv!r}"
+        )
+
+
 def torch_train_benchmark(config, steps: int = 5, *, flax_param_count: int | None = None) -> dict:
     """Images/s of the PyTorch train step equivalent to ``config``'s (module docstring)."""
+    check_mirrorable(config)
     try:
         import torch
         from torch import nn
@@ -102,12 +130,6 @@ def torch_train_benchmark(config, steps: int = 5, *, flax_param_count: int | Non
     from ul_jax.models import ARCHS
     from ul_jax.prototypes import simplex_etf
 
-    if config.model.dtype != "float32":
-        raise ValueError(f"the torch baseline runs float32 only; got {config.model.dtype!r}")
-    if config.head.kind not in ("pal", "linear"):
-        raise ValueError(f"the torch baseline has heads pal and linear; got {config.head.kind!r}")
-    if config.objective.rlr:
-        raise ValueError("the torch baseline has no RLR")
     spec = dict(ARCHS[config.model.arch])
     widths = spec.pop("widths", (64, 128, 256, 512))
     widths = tuple(max(1, int(round(w * config.model.width_multiplier))) for w in widths)
