@@ -1,5 +1,6 @@
 """Run the reproduction suite: ``python -m launch.reproduce --suite cpu --out workdirs/cpu
-[--only NAME ...] [--seeds 0 1] [--tables_only | --status] [--fig_dir DIR] [--docs FILE]``.
+[--only NAME ...] [--seeds 0 1] [--jobs N] [--tables_only | --status] [--fig_dir DIR]
+[--docs FILE]``.
 
 Trains (resuming) and evaluates every unfinished run of the suite (``ul_jax/paper/suites.py``),
 skipping finished ones, then writes the tables, figures and results JSON (``figures/reproduction/``)
@@ -45,6 +46,14 @@ def _flags() -> flags.FlagValues:
         flag_values=fv,
     )
     flags.DEFINE_boolean("tables_only", False, "no training: tables/figures/docs", flag_values=fv)
+    flags.DEFINE_integer(
+        "jobs",
+        1,
+        "runs at once, each in its own process pinned to its share of the CPU cores (and to its"
+        " own GPU when CUDA_VISIBLE_DEVICES lists enough); 1: one after another in this process",
+        lower_bound=1,
+        flag_values=fv,
+    )
     flags.DEFINE_boolean(
         "status",
         False,
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             fig_dir=a.fig_dir,
             docs=a.docs,
             prog=PROG,
+            jobs=a.jobs,
         )
         if code != EXIT_USAGE:
             kw = dict(seeds=a.seeds, only=a.only, fig_dir=a.fig_dir, docs=a.docs, since=since)

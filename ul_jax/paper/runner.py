@@ -179,15 +179,21 @@ def run_suite(
     docs: str | Path | None = None,
     only: Iterable[str] | None = None,
     report_runs: Sequence[Run] | None = None,
+    jobs: int = 1,
 ) -> dict:
     """Runs every unfinished (run, seed), then :func:`report` over ``report_runs`` (default
     ``runs``) and every seed found on disk. A run interrupted by SIGTERM stops the suite (it
-    resumes on the next invocation). Returns ``{"ran": [...], "skipped": [...], "failed": [...],
-    "interrupted": [...], "report": ...}``."""
+    resumes on the next invocation). ``jobs > 1``: up to that many runs at once, each in its own
+    process pinned to its share of the cores (:func:`ul_jax.paper.jobs.run_parallel`). Returns
+    ``{"ran": [...], "skipped": [...], "failed": [...], "interrupted": [...], "report": ...}``."""
     out = Path(out)
     selected = _select(runs, only)
     done: dict[str, list] = {"ran": [], "skipped": [], "failed": [], "interrupted": []}
-    for run in selected:
+    if jobs > 1:
+        from ul_jax.paper.jobs import run_parallel
+
+        done = run_parallel(selected, out, seeds, jobs)
+    for run in selected if jobs <= 1 else ():
         if done["interrupted"]:
             break
         for seed in seeds:
@@ -231,6 +237,7 @@ def reproduce(
     fig_dir: str | Path | None = None,
     docs: str | Path | None = DOCS,
     prog: str = PROG,
+    jobs: int = 1,
 ) -> int:
     """``python -m launch.reproduce``: runs the unfinished runs of ``suite`` and writes its
     report (``tables_only``: only the report, over every seed on disk), prints the summary and
@@ -253,6 +260,7 @@ def reproduce(
                 docs=docs,
                 only=only,
                 report_runs=report_runs,
+                jobs=jobs,
             )
             rep = res["report"]
             print(
