@@ -89,6 +89,9 @@ def test_every_state(tmp_path, capsys):
         lock.release()
     # the holder is gone: the same folder now reads as partial
     assert run_status(running)["state"] == "partial"
+    # trained to the last step without a status file: evaluation running or not done
+    done = _folder(out, "trained", rows=rows, total=20)
+    assert run_status(done)["detail"] == "trained; evaluation running or not done"
 
 
 def test_status_refuses_an_unknown_run(tmp_path, capsys):

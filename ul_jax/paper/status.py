@@ -103,6 +103,8 @@ def run_status(workdir: str | Path, now: float | None = None) -> dict[str, Any]:
         return out
     if out["step"] is not None:
         out["state"] = "partial"
+        if out["total"] and out["step"] >= out["total"]:
+            out["detail"] = "trained; evaluation running or not done"
         try:
             t0 = (wd / "config.json").stat().st_mtime
             t1 = (wd / "metrics.jsonl").stat().st_mtime
