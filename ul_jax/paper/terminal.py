@@ -215,7 +215,13 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         ps = per_seed(res, r.name)
         st = res.get(r.name, {}).get("seeds", {})
         if not ps:
-            state = "running" if any(e.get("status") == "in progress" for e in st.values()) else ""
+            steps = [
+                _last(e["curves"]).get("step")
+                for e in st.values()
+                if e.get("status") == "in progress" and e.get("curves")
+            ]
+            steps = [k for k in steps if k is not None]
+            state = f"unfinished (step {max(steps):,})" if steps else ""
             rows.append(
                 f"| {VARIANT_LABEL.get(r.variant, r.variant)} | {_knob(r)} | {_hstar(r)} | "
                 f"{state or 'not run'} |" + " |" * (8 + len(extra))
