@@ -1,6 +1,6 @@
 """Run the reproduction suite: ``python -m launch.reproduce --suite cpu --out workdirs/cpu
-[--only NAME ...] [--seeds 0 1] [--jobs N] [--tables_only | --status] [--fig_dir DIR]
-[--docs FILE]``.
+[--only NAME ...] [--seeds 0 1] [--jobs N | --executor slurm --slurm_...] [--tables_only |
+--status] [--fig_dir DIR] [--docs FILE]``.
 
 Trains (resuming) and evaluates every unfinished run of the suite (``ul_jax/paper/suites.py``),
 skipping finished ones, then writes the tables, figures and results JSON (``figures/reproduction/``)
@@ -9,7 +9,10 @@ the runs already in ``--out``; ``--status`` only prints every run × seed's stat
 (:func:`ul_jax.paper.status.format_status_table`) and changes nothing. Everything is done by :func:`ul_jax.paper.runner.reproduce`; at the
 end, :func:`ul_jax.paper.summary_text.format_suite_summary` lists every run's state (complete,
 non-finite, failed with its error, not finished) and where the results JSON, figures and document
-went. Exit codes: 0 done, 1 a run failed (or an error, one line; ``--debug``: its traceback), 2 a
+went. ``--executor slurm`` submits every unfinished run × seed as a SLURM job through submitit
+(``pip install -e '.[cluster]'``; :mod:`ul_jax.paper.executors`) and returns (``--wait``: waits
+and then reports); ``--executor submitit_local`` runs the same jobs through submitit's local
+executor. Exit codes: 0 done, 1 a run failed (or an error, one line; ``--debug``: its traceback), 2 a
 bad command line or suite, 75 interrupted (``SIGTERM``; rerun to resume), 130 Ctrl-C.
 """
 
@@ -23,6 +26,7 @@ from absl import flags
 
 from launch._flags import define_debug, parse
 from ul_jax.paper import runner
+from ul_jax.paper.executors import SlurmOptions, make_executor, parse_extra
 from ul_jax.paper.results import seeds_on_disk
 from ul_jax.paper.status import format_status_table
 from ul_jax.paper.suites import SUITES
@@ -54,6 +58,41 @@ def _flags() -> flags.FlagValues:
         lower_bound=1,
         flag_values=fv,
     )
+    flags.DEFINE_enum(
+        "executor",
+        "local",
+        ["local", "slurm", "submitit_local"],
+        "local: this machine (--jobs); slurm: one SLURM job per run x seed through submitit;"
+        " submitit_local: the same jobs as subprocesses here",
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean(
+        "wait", False, "--executor slurm: wait for the jobs, then write the report", flag_values=fv
+    )
+    flags.DEFINE_string("slurm_partition", None, "SLURM partition", flag_values=fv)
+    flags.DEFINE_integer("slurm_time_min", 240, "time limit of one job (minutes)", flag_values=fv)
+    flags.DEFINE_integer("slurm_gpus_per_run", 1, "GPUs per run", flag_values=fv)
+    flags.DEFINE_integer("slurm_cpus_per_run", 8, "CPUs per run", flag_values=fv)
+    flags.DEFINE_integer("slurm_mem_gb", None, "memory per run (GB)", flag_values=fv)
+    flags.DEFINE_string("slurm_account", None, "SLURM account", flag_values=fv)
+    flags.DEFINE_string("slurm_qos", None, "SLURM QOS", flag_values=fv)
+    flags.DEFINE_string("slurm_constraint", None, "SLURM constraint", flag_values=fv)
+    flags.DEFINE_integer(
+        "slurm_signal_delay_s",
+        120,
+        "seconds before the time limit at which a run checkpoints and is requeued",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "slurm_max_requeues", 10, "requeues after a time limit (preemptions do not count)",
+        flag_values=fv,
+    )  # fmt: skip
+    flags.DEFINE_multi_string(
+        "slurm_setup", None, "shell line run before each job (module load, venv)", flag_values=fv
+    )
+    flags.DEFINE_multi_string(
+        "slurm_extra", None, "further #SBATCH --KEY=VALUE, as KEY=VALUE", flag_values=fv
+    )
     flags.DEFINE_boolean(
         "status",
         False,
@@ -65,6 +104,27 @@ def _flags() -> flags.FlagValues:
     flags.DEFINE_string("docs", str(runner.DOCS), "results document to update", flag_values=fv)
     define_debug(fv)
     return fv
+
+
+def _executor(a: flags.FlagValues):
+    """The executor the flags ask for (:func:`ul_jax.paper.executors.make_executor`)."""
+    opts = None
+    if a.executor != "local":
+        opts = SlurmOptions(
+            partition=a.slurm_partition,
+            time_min=a.slurm_time_min,
+            gpus_per_run=a.slurm_gpus_per_run,
+            cpus_per_run=a.slurm_cpus_per_run,
+            mem_gb=a.slurm_mem_gb,
+            account=a.slurm_account,
+            qos=a.slurm_qos,
+            constraint=a.slurm_constraint,
+            signal_delay_s=a.slurm_signal_delay_s,
+            max_requeues=a.slurm_max_requeues,
+            setup=tuple(a.slurm_setup or ()),
+            extra=parse_extra(a.slurm_extra),
+        )
+    return make_executor(a.jobs, a.executor, opts, wait=a.wait)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             print(format_status_table(runs, a.out, seeds))
         return 0
     with one_line_errors(PROG, debug=a.debug):
+        try:
+            executor = _executor(a)
+        except ValueError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 2
         code = runner.reproduce(
             a.suite,
             a.out,
@@ -94,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             docs=a.docs,
             prog=PROG,
             jobs=a.jobs,
+            executor=executor,
         )
         if code != EXIT_USAGE:
             kw = dict(seeds=a.seeds, only=a.only, fig_dir=a.fig_dir, docs=a.docs, since=since)

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from ul_jax.paper import runner as rp
-from ul_jax.paper.jobs import _run_from_json, _run_json, core_slices
+from ul_jax.paper.executors import run_from_json, run_to_json
+from ul_jax.paper.jobs import core_slices
 
 _TINY = {
     "num_train_steps": 12,
@@ -49,7 +50,7 @@ def test_core_slices_bad_input():
 
 def test_run_travels_as_json():
     r = rp.load_suite("cpu_tp_lt")[0]
-    assert _run_from_json(_run_json(r)) == r
+    assert run_from_json(run_to_json(r)) == r
 
 
 def _finals(out, run):

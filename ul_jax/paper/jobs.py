@@ -31,7 +31,6 @@ made with the same number of cores per run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ul_jax.paper.executors import run_from_json, run_to_json
 from ul_jax.paper.results import FINISHED, read_status, run_dir
 from ul_jax.paper.suites import Run
 
@@ -75,17 +75,6 @@ def core_slices(cores: Sequence[int], jobs: int) -> list[tuple[int, ...]]:
         out.append(tuple(cores[i : i + n]))
         i += n
     return out
-
-
-def _run_json(run: Run) -> str:
-    return json.dumps(dataclasses.asdict(run), default=list)
-
-
-def _run_from_json(text: str) -> Run:
-    d = json.loads(text)
-    for k in ("claims", "ood"):
-        d[k] = tuple(d.get(k) or ())
-    return Run(**d)
 
 
 def _child_env(slot: int, jobs: int) -> dict[str, str]:
@@ -144,7 +133,7 @@ def run_parallel(
                 wd = run_dir(out, run, seed)
                 wd.mkdir(parents=True, exist_ok=True)
                 log = open(wd / LOG_FILE, "ab")  # closed when the child ends
-                cmd = [sys.executable, "-m", "ul_jax.paper.jobs", "--run", _run_json(run)]
+                cmd = [sys.executable, "-m", "ul_jax.paper.jobs", "--run", run_to_json(run)]
                 cmd += ["--seed", str(seed), "--out", str(out)]
                 cores = slices[slot]
                 env = _child_env(slot, jobs)
@@ -203,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "job %s seed %d pinned to cores %s", json.loads(a.run)["name"], a.seed, cores or "all"
     )
 
-    outcome = _run_seed(_run_from_json(a.run), a.seed, Path(a.out))
+    outcome = _run_seed(run_from_json(a.run), a.seed, Path(a.out))
     return {"failed": 1, "interrupted": EXIT_INTERRUPTED}.get(outcome, 0)
 
 

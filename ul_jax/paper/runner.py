@@ -29,6 +29,7 @@ from typing import Any
 
 from ul_jax.config import REPO_ROOT, load_config_file
 from ul_jax.io import write_json_atomic
+from ul_jax.paper.executors import Executor, make_executor
 from ul_jax.paper.report import report
 from ul_jax.paper.results import (
     FINISHED,
@@ -180,27 +181,22 @@ def run_suite(
     only: Iterable[str] | None = None,
     report_runs: Sequence[Run] | None = None,
     jobs: int = 1,
+    executor: Executor | None = None,
 ) -> dict:
-    """Runs every unfinished (run, seed), then :func:`report` over ``report_runs`` (default
-    ``runs``) and every seed found on disk. A run interrupted by SIGTERM stops the suite (it
-    resumes on the next invocation). ``jobs > 1``: up to that many runs at once, each in its own
-    process pinned to its share of the cores (:func:`ul_jax.paper.jobs.run_parallel`). Returns
-    ``{"ran": [...], "skipped": [...], "failed": [...], "interrupted": [...], "report": ...}``."""
+    """Runs every unfinished (run, seed) through ``executor`` (default: one after another in
+    this process, or ``jobs > 1`` pinned child processes; :mod:`ul_jax.paper.executors`), then
+    :func:`report` over ``report_runs`` (default ``runs``) and every seed found on disk. A run
+    interrupted by SIGTERM stops the suite (it resumes on the next invocation). Jobs submitted
+    without waiting (``--executor slurm``) are not reported on: ``report`` is ``None`` then,
+    and ``--tables_only`` writes the tables once they finished. Returns ``{"ran": [...],
+    "skipped": [...], "failed": [...], "interrupted": [...], "submitted": [...], "report":
+    ...}``."""
     out = Path(out)
     selected = _select(runs, only)
-    done: dict[str, list] = {"ran": [], "skipped": [], "failed": [], "interrupted": []}
-    if jobs > 1:
-        from ul_jax.paper.jobs import run_parallel
-
-        done = run_parallel(selected, out, seeds, jobs)
-    for run in selected if jobs <= 1 else ():
-        if done["interrupted"]:
-            break
-        for seed in seeds:
-            outcome = _run_seed(run, seed, out)
-            done[outcome].append((run.name, seed))
-            if outcome == "interrupted":
-                break
+    ex = executor if executor is not None else make_executor(jobs)
+    done = ex.run(selected, out, seeds)
+    if done.get("submitted") and not (done["ran"] or done["failed"]):
+        return {**done, "report": None}
     report_runs = tuple(report_runs) if report_runs is not None else tuple(runs)
     rep = report(
         report_runs,
@@ -238,6 +234,7 @@ def reproduce(
     docs: str | Path | None = DOCS,
     prog: str = PROG,
     jobs: int = 1,
+    executor: Executor | None = None,
 ) -> int:
     """``python -m launch.reproduce``: runs the unfinished runs of ``suite`` and writes its
     report (``tables_only``: only the report, over every seed on disk), prints the summary and
@@ -261,12 +258,21 @@ def reproduce(
                 only=only,
                 report_runs=report_runs,
                 jobs=jobs,
+                executor=executor,
             )
             rep = res["report"]
             print(
                 f"ran {len(res['ran'])}, skipped {len(res['skipped'])} (finished), "
                 f"failed {len(res['failed'])}, interrupted {len(res['interrupted'])}"
+                + (f", submitted {len(res['submitted'])}" if res.get("submitted") else "")
             )
+            if rep is None:
+                print(
+                    f"{len(res['submitted'])} job(s) submitted or still queued: follow them with "
+                    f"{prog} --suite {suite} --out {out} --status; once they finished, "
+                    f"{prog} --suite {suite} --out {out} --tables_only writes the tables"
+                )
+                return 0
     except ValueError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,10 @@ it (no file is created, locked or changed) — :func:`run_status` gives its stat
 * ``complete`` / ``nonfinite``: finished (``reproduce_status.json``; skipped by the runner);
 * ``failed``: the runner recorded an error (its one line; retried by the next invocation);
 * ``running``: a live process holds the run's ``writer.lock`` (host, PID; :func:`lock_holder`);
-* ``partial``: trained to step k of N, nobody running it (resumes from its last checkpoint);
+* ``submitted``: a submitit job was submitted for it (``submitted.json``: cluster and job id)
+  and it has not logged a step yet;
+* ``partial``: trained to step k of N, nobody running it (resumes from its last checkpoint; the
+  detail names its submitted job if it has one);
 * ``not started``: no run folder, or nothing logged yet.
 
 with the last logged validation and test top-1 and the wall time so far (training + evaluation
@@ -22,13 +25,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ul_jax.paper.executors import read_submitted
 from ul_jax.paper.results import read_status, run_dir
 from ul_jax.paper.suites import Run
 from ul_jax.train.lock import lock_holder
 
 __all__ = ["STATES", "format_status_table", "run_status"]
 
-STATES = ("complete", "nonfinite", "failed", "running", "partial", "not started")
+STATES = ("complete", "nonfinite", "failed", "running", "submitted", "partial", "not started")
 
 
 def _last_rows(path: Path) -> dict[str, Any]:
@@ -101,10 +105,19 @@ def run_status(workdir: str | Path, now: float | None = None) -> dict[str, Any]:
         if isinstance(started, (int, float)):
             out["wall_s"] = max(0.0, now - float(started))
         return out
+    sub = read_submitted(wd)
+    job = f"{sub.get('cluster')} job {sub.get('job_id')}" if sub else ""
+    if out["step"] is None and sub:
+        out["state"], out["detail"] = "submitted", job
+        if isinstance(sub.get("submitted"), (int, float)):
+            out["detail"] += f", {max(0.0, now - float(sub['submitted'])) / 60.0:.0f} min ago"
+        return out
     if out["step"] is not None:
         out["state"] = "partial"
         if out["total"] and out["step"] >= out["total"]:
             out["detail"] = "trained; evaluation running or not done"
+        if job:
+            out["detail"] = "; ".join(x for x in (out["detail"], job) if x)
         try:
             t0 = (wd / "config.json").stat().st_mtime
             t1 = (wd / "metrics.jsonl").stat().st_mtime
