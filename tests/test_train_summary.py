@@ -165,15 +165,16 @@ def test_reproduce_summary_states_every_run_and_where_the_report_went(
     text = format_suite_summary("cpu", out, only=runs[:4], fig_dir=tmp_path / "figs", docs=None)
     lines = text.splitlines()
     assert lines[0] == f"suite cpu (4 runs × seeds 0) in {out}:"
-    assert lines[1] == "  complete       1"
-    assert lines[2].startswith(f"  non-finite     1  {runs[1]} seed 0 (step 208: loss, batch_stats")
+    # the --status table (ul_jax/paper/status.py), then where the tracebacks are
+    assert lines[2] == "| run | seed | state | step | val top-1 (%) | test top-1 (%) | wall time |"
+    assert lines[4].startswith(f"| {runs[0]} | 0 | complete | 1,200 |")
+    assert lines[5].startswith(f"| {runs[1]} | 0 | nonfinite (step 208: loss, batch_stats")
+    assert lines[6].startswith(f"| {runs[2]} | 0 | failed (ValueError: boom second line) |")
+    assert lines[7].startswith(f"| {runs[3]} | 0 | not started |")
+    assert lines[9] == "complete 1, nonfinite 1, failed 1, not started 1"
     status_file = out / runs[2] / "seed0" / "reproduce_status.json"
-    assert lines[3] == (
-        f"  failed         1  {runs[2]} seed 0: ValueError: boom second line (traceback: "
-        f"{status_file})"
-    )
-    assert lines[4] == f"  not finished   1  {runs[3]} seed 0"
-    assert lines[5] == f"wrote to {tmp_path / 'figs'}:"
+    assert lines[10] == f"traceback of {runs[2]} seed 0: {status_file}"
+    assert lines[11] == f"wrote to {tmp_path / 'figs'}:"
     assert lines[-1].startswith("next: rerun the same command: finished runs are skipped")
 
     # through the command: --tables_only on runs not trained yet; the document is left alone

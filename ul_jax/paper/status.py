@@ -151,6 +151,8 @@ def format_status_table(
         for seed in seeds:
             s = run_status(run_dir(Path(out), run, seed), now)
             counts[s["state"]] += 1
+            if s["state"] == "nonfinite" and run.expect_nonfinite:
+                s["detail"] += "; expected (Fig. 19)"
             state = s["state"] + (f" ({s['detail']})" if s["detail"] else "")
             step = "—" if s["step"] is None else f"{s['step']:,}"
             if s["total"]:

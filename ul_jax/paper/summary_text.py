@@ -1,10 +1,12 @@
 """The text at the end of ``python -m launch.reproduce``: :func:`format_suite_summary`.
 
 After :func:`ul_jax.paper.runner.reproduce` (which prints what this invocation ran, skipped,
-failed and the verdicts), it states every (run, seed) of the suite as found on disk —
-complete, stopped non-finite (the Fig. 19 outcome), failed (with its error), not finished — and
-where the results JSON, the figures and the results document went, and what to do next. It only
-reads ``OUT/<run>/seed<k>/reproduce_status.json``; it changes nothing.
+failed and the verdicts), it states every (run, seed) of the suite as found on disk in the same
+table as ``--status`` (:func:`ul_jax.paper.status.format_status_table`: complete, stopped
+non-finite — the Fig. 19 outcome —, failed with its error, running, submitted, partial, not
+started), where the tracebacks of failed runs are, where the results JSON, the figures and the
+results document went, and what to do next. It only reads the run folders; it changes
+nothing.
 """
 
 from __future__ import annotations
@@ -16,18 +18,13 @@ from pathlib import Path
 from ul_jax.paper import runner
 from ul_jax.paper.report import FIG_DIR
 from ul_jax.paper.results import STATUS_FILE, read_status, run_dir, seeds_on_disk
+from ul_jax.paper.status import format_status_table
 from ul_jax.paper.suites import Run
 from ul_jax.train.summary_text import format_files
 
 __all__ = ["format_suite_summary", "suite_states"]
 
 STATES = ("complete", "nonfinite", "failed", "unfinished")
-_LABEL = {
-    "complete": "complete",
-    "nonfinite": "non-finite",
-    "failed": "failed",
-    "unfinished": "not finished",
-}
 _SHOWN = 6  # names listed per state
 
 
@@ -43,18 +40,6 @@ def suite_states(
             state = (st or {}).get("status")
             states[state if state in states else "unfinished"].append((run, seed, st))
     return states
-
-
-def _describe(state: str, run: Run, seed: int, st: dict | None, out: Path) -> str:
-    name = f"{run.name} seed {seed}"
-    if state == "nonfinite" and st:
-        what = ", ".join(st.get("quantities", [])) or "non-finite"
-        expected = "; expected (Fig. 19)" if run.expect_nonfinite else ""
-        return f"{name} (step {st.get('step')}: {what}{expected})"
-    if state == "failed" and st:
-        error = " ".join(str(st.get("error", "")).split())
-        return f"{name}: {error} (traceback: {run_dir(out, run, seed) / STATUS_FILE})"
-    return name
 
 
 def _written(fig_dir: Path, report_name: str, since: float | None) -> list[tuple[str, str]]:
@@ -97,19 +82,12 @@ def format_suite_summary(
     seeds = seeds_on_disk(runs, out, seeds or [0])
     states = suite_states(runs, out, seeds)
     seed_text = ", ".join(map(str, seeds))
-    lines = [f"suite {suite} ({len(runs)} runs × seeds {seed_text}) in {out}:"]
-    for state in STATES:
-        items = states[state]
-        if not items:
-            continue
-        head = f"  {_LABEL[state]:<12} {len(items):>3}"
-        if state == "complete":
-            lines.append(head)
-            continue
-        shown = [_describe(state, r, k, st, out) for r, k, st in items[:_SHOWN]]
-        more = [f"… and {len(items) - _SHOWN} more"] if len(items) > _SHOWN else []
-        sep = "\n" + " " * (len(head) + 2) if state == "failed" else ", "
-        lines.append(f"{head}  " + sep.join(shown + more))
+    lines = [f"suite {suite} ({len(runs)} runs × seeds {seed_text}) in {out}:", ""]
+    lines += format_status_table(runs, out, seeds).splitlines()
+    for r, k, _ in states["failed"][:_SHOWN]:
+        lines.append(f"traceback of {r.name} seed {k}: {run_dir(out, r, k) / STATUS_FILE}")
+    if len(states["failed"]) > _SHOWN:
+        lines.append(f"… and {len(states['failed']) - _SHOWN} more failed runs")
     figs = Path(fig_dir) if fig_dir is not None else FIG_DIR
     lines += format_files(figs, _written(figs, name, since), "wrote to")
     report_seeds = seeds_on_disk(report_runs, out, seeds)
