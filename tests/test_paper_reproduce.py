@@ -422,6 +422,9 @@ def test_runner_end_to_end(tmp_path, monkeypatch):
     assert f"| {ece:.2f} ± 0.00 |" in payload["claims"]["claim4"]["table"]
     assert payload["runs"]["c1_ul"]["seeds"]["1"]["status"] == "not run"
     assert f"{ece:.2f} ± 0.00" in docs.read_text()
+    # run folders are named relative to --out: the file names no directory of this machine
+    assert payload["runs"]["c2_ce"]["seeds"]["1"]["workdir"] == "c2_ce/seed1"
+    assert str(tmp_path) not in (figs / "results_micro.json").read_text()
 
 
 def test_runner_selection_and_pending(tmp_path):

@@ -193,12 +193,14 @@ def _fig_claim4(res, runs, path: Path) -> str | None:
     return path.name
 
 
-def _copy_ood_hists(res, runs, fig_dir: Path, suite: str) -> list[str]:
+def _copy_ood_hists(res, runs, fig_dir: Path, suite: str, runs_dir: Path) -> list[str]:
+    """Copies the OOD histograms of ``runs`` (``runs_dir/<workdir>/ood_hist_*.png``) next to
+    the figures as ``<suite>_<run>_seed<k>_<file>``; returns the new names."""
     out = []
     for r in runs:
         for seed, e in res[r.name]["seeds"].items():
             for _, fname in (e.get("summary", {}).get("ood_files") or {}).items():
-                src = Path(e["workdir"]) / fname
+                src = Path(runs_dir) / e["workdir"] / fname
                 if src.exists():
                     dst = fig_dir / f"{suite}_{r.name}_seed{seed}_{fname}"
                     shutil.copyfile(src, dst)

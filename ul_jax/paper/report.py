@@ -43,7 +43,7 @@ _log = logging.getLogger(__name__)
 FIG_DIR = REPO_ROOT / "figures" / "reproduction"
 
 
-def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str) -> dict:
+def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str, out: Path) -> dict:
     """``{claim: {"table", "verdict", "figures"}}`` for every claim some run lists: the five
     first-pass claims, then the second-pass sections (and the λ-convention table with them)."""
     sections: dict[str, dict[str, Any]] = {}
@@ -59,7 +59,7 @@ def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str) -> dic
             if f:
                 files.append(f)
         if claim == "claim5":
-            files += _copy_ood_hists(res, rs, fig_dir, suite)
+            files += _copy_ood_hists(res, rs, fig_dir, suite, out)
         sections[claim] = {"table": table, "verdict": verdict, "figures": files}
     for claim, fn in {**second_pass.SECTIONS, **long_tail.SECTIONS, **terminal.SECTIONS}.items():
         rs = _by(runs, claim)
@@ -76,6 +76,15 @@ def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str) -> dic
             "figures": [],
         }
     return sections
+
+
+def _shown(out: Path) -> str:
+    """``out`` as recorded in the results JSON: relative to the repository when inside it, else
+    only its name (the file names no directory of the machine it was made on)."""
+    try:
+        return Path(out).resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return Path(out).resolve().name
 
 
 def report(
@@ -105,12 +114,12 @@ def report(
             *terminal.CURVE_KEYS,
         ),
     )
-    sections = _sections(res, runs, seeds, fig_dir, suite)
+    sections = _sections(res, runs, seeds, fig_dir, suite, out)
     t_table, t_data = timing(res, runs)
     payload = {
         "suite": suite,
         "seeds": list(seeds),
-        "out": str(out),
+        "out": _shown(out),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "claims": sections,
         "timing": t_data,

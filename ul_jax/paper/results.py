@@ -150,8 +150,8 @@ def _summary(ev: Mapping) -> dict:
 def collect(
     runs: Sequence[Run], out: Path, seeds: Sequence[int], curve_keys: Sequence[str] = CURVE_KEYS
 ) -> dict:
-    """``{run_name: {"run": Run fields, "seeds": {seed: {status, summary, curves}}}}``;
-    ``curves`` has ``step`` and every key of ``curve_keys`` (``None`` where not logged)."""
+    """``{run_name: {"run": Run fields, "seeds": {seed: {status, workdir, summary, curves}}}}``
+    (``workdir`` and a non-finite run's last checkpoint relative to ``out``); ``curves`` has ``step`` and every key of ``curve_keys`` (``None`` where not logged)."""
     res: dict[str, Any] = {}
     for run in runs:
         per: dict[str, Any] = {}
@@ -161,10 +161,13 @@ def collect(
             logged = (wd / "metrics.jsonl").exists()
             entry: dict[str, Any] = {
                 "status": st.get("status") if st else ("in progress" if logged else "not run"),
-                "workdir": str(wd),
+                "workdir": _relative(wd, out),
             }
             if st:
                 entry["status_detail"] = {k: v for k, v in st.items() if k != "traceback"}
+                if entry["status_detail"].get("last_good_checkpoint"):
+                    ckpt = Path(entry["status_detail"]["last_good_checkpoint"])
+                    entry["status_detail"]["last_good_checkpoint"] = _relative(ckpt, out)
             if logged:
                 entry["curves"] = _curves(wd, curve_keys)
                 entry["total_steps"] = _total_steps(wd)
@@ -173,6 +176,15 @@ def collect(
             per[str(seed)] = entry
         res[run.name] = {"run": dataclasses.asdict(run), "seeds": per}
     return res
+
+
+def _relative(path: Path, out: Path) -> str:
+    """``path`` relative to ``out`` (``"<run>/seed<k>"``), so results files name no machine's
+    directories; as given when it is not under ``out``."""
+    try:
+        return Path(path).resolve().relative_to(Path(out).resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _total_steps(wd: Path) -> int | None:
