@@ -4,6 +4,7 @@ errors (the ImageNet-100 loader: ``tests/test_data_imagenet.py``)."""
 
 import importlib.util
 import io
+import json
 import tarfile
 
 import numpy as np
@@ -322,3 +323,44 @@ def test_tfds_not_prepared_error(tmp_path):
         match=r"'imagenet2012' \(split 'validation'\) is not prepared.*downloads/manual",
     ):
         data.make_imagenet100_loader("validation", train=False, data_dir=tmp_path / "tfds")
+
+
+def _imagenet_info(root, file_format):
+    """A ``dataset_info.json`` for imagenet2012 prepared as ``file_format`` with a 3-record
+    train split whose shard file is present but empty (a copy cut short)."""
+    import tensorflow_datasets as tfds
+
+    b = tfds.builder("imagenet2012", data_dir=root)
+    vdir = root / "imagenet2012" / str(b.version)
+    vdir.mkdir(parents=True)
+    info = json.loads(b.info.as_json)
+    info["fileFormat"] = file_format
+    tmpl = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+    info["splits"] = [
+        {"name": "train", "numBytes": "100", "shardLengths": ["3"], "filepathTemplate": tmpl}
+    ]
+    (vdir / "dataset_info.json").write_text(json.dumps(info))
+    (vdir / f"imagenet2012-train.{file_format}-00000-of-00001").write_bytes(b"")
+    return vdir
+
+
+@pytest.mark.parametrize("state", ["no dir", "empty dir", "half-built", "TFRecord only"])
+def test_imagenet_missing_data_states_are_one_named_error(tmp_path, state):
+    """The states a fresh machine has (issue 25): each an error naming the directory and the
+    command that prepares the data — a ul_jax error or a FileNotFoundError, which the CLIs
+    print as one line — never tfds's KeyError / NotImplementedError."""
+    from ul_jax.train import cli
+
+    root = tmp_path / "tfds"
+    if state == "empty dir":
+        root.mkdir()
+    elif state == "half-built":  # a version folder with nothing in it (a build that stopped)
+        (root / "imagenet2012" / "5.1.0").mkdir(parents=True)
+    elif state == "TFRecord only":
+        _imagenet_info(root, "tfrecord")
+    with pytest.raises((FileNotFoundError, data.DatasetFormatError)) as e:
+        data.make_imagenet100_loader("train", train=True, data_dir=root)
+    msg = cli.error_message(e.value)
+    assert cli.is_expected_error(e.value) and "\n" not in msg
+    assert str(root / "imagenet2012") in msg
+    assert "tfds build imagenet2012" in msg and "--file_format=array_record" in msg

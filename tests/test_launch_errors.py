@@ -125,9 +125,10 @@ def test_distributed_start_modes(monkeypatch, capsys):
     assert "got UL_JAX_DISTRIBUTED='yes'" in err
 
 
-def _train(args: list[str], env: dict | None = None) -> subprocess.Popen:
+def _train(args: list[str], env: dict | None = None, unset=()) -> subprocess.Popen:
     e = {**os.environ, "JAX_PLATFORMS": "cpu", **(env or {})}
-    e.pop("XLA_FLAGS", None)
+    for k in ("XLA_FLAGS", *unset):
+        e.pop(k, None)
     if not env or cli.DEBUG_ENV not in env:
         e.pop(cli.DEBUG_ENV, None)
     return subprocess.Popen(
@@ -170,6 +171,12 @@ def test_train_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
             ["--config", "configs/digits.py", "--workdir", str(tmp_path / "f"), "stray"]
         ),
         "no_usable_checkpoint": _train(["--config", "configs/digits.py", "--workdir", str(other)]),
+        # the design card's headline command on a fresh machine: no ~/tensorflow_datasets at all
+        "imagenet_fresh_machine": _train(
+            ["--config", "configs/imagenet100.py", "--workdir", str(tmp_path / "g")],
+            env={"HOME": str(tmp_path / "home")},
+            unset=("TFDS_DATA_DIR",),
+        ),
     }
     done = {k: (p.wait(timeout=300), p.stderr.read(), p.stdout.read()) for k, p in runs.items()}
 
@@ -207,6 +214,14 @@ def test_train_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
         f"{other} holds the config.json of another run and no checkpoint (differing fields: "
         "seed: 1 -> 0). Pass --config.restart=True"
     )
+    rc, err, _ = done["imagenet_fresh_machine"]
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    tfds_home = tmp_path / "home" / "tensorflow_datasets" / "imagenet2012"
+    assert err.startswith(
+        f"python -m launch.train: error: tfds dataset 'imagenet2012' (split 'train') is not "
+        f"prepared in '{tfds_home}"
+    )
+    assert "`tfds build imagenet2012 --file_format=array_record`" in err
 
 
 def test_tfds_data_not_prepared_has_no_misleading_chained_error(tmp_path):

@@ -3,6 +3,7 @@ training images logged as ``train_eval/*`` (issue 23)."""
 
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 
@@ -72,3 +73,20 @@ def test_train_eval_refused_for_streamed_data(tiny_config_factory):
     c.data.name = "imagenet100"
     with pytest.raises(ValueError, match="eval_train_split=True .*imagenet100"):
         _evaluator(c, streamed, eval_fn=None, mesh=None)
+
+
+def test_streamed_is_decided_by_the_registry(monkeypatch):
+    """setup.load_train_data streams a data set because the registry marks it ``streamed``, not
+    because of its name: every streamed data set has a loader, and one without is refused."""
+    import dataclasses
+
+    from ul_jax.data import registry
+    from ul_jax.train import setup
+
+    streamed = {n for n, s in registry.DATASETS.items() if s.streamed}
+    assert streamed == set(setup.STREAMING_LOADERS) == {"imagenet100"}
+    fake = dataclasses.replace(registry.DATASETS["imagenet100"], name="web_stream")
+    monkeypatch.setitem(registry.DATASETS, "web_stream", fake)
+    config = ml_collections.ConfigDict({"data": {"name": "web_stream"}, "seed": 0})
+    with pytest.raises(ValueError, match="data.name='web_stream' is a streamed dataset"):
+        setup.load_train_data(config)

@@ -71,7 +71,7 @@ from ul_jax.data.registry import (
     train_dataset_spec,
 )
 from ul_jax.data.sources import load_dataset, resolve_image_folder
-from ul_jax.data.tfds_source import load_tfds
+from ul_jax.data.tfds_source import DatasetFormatError, load_tfds
 from ul_jax.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -116,6 +116,7 @@ __all__ = [
     "load_image_folder",
     "load_ood_images",
     "load_tfds",
+    "DatasetFormatError",
     "long_tailed_counts",
     "long_tailed_indices",
     "make_long_tailed",

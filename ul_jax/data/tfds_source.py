@@ -17,6 +17,7 @@ name, version, split, data_dir and number of examples). ``imagenet2012`` is stre
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from pathlib import Path
@@ -28,7 +29,19 @@ from ul_jax.data import _cache
 from ul_jax.data.dataset import ArrayDataset
 from ul_jax.losses import validate_labels
 
-__all__ = ["IN_MEMORY_TFDS_NAMES", "tensorflow_available", "open_data_source", "load_tfds"]
+__all__ = [
+    "IN_MEMORY_TFDS_NAMES",
+    "DatasetFormatError",
+    "tensorflow_available",
+    "open_data_source",
+    "load_tfds",
+]
+
+
+class DatasetFormatError(RuntimeError):
+    """A prepared tfds dataset that cannot be read here (TFRecord without TensorFlow, a split
+    that fails to open); the message names the dataset, the directory and the fix."""
+
 
 IN_MEMORY_TFDS_NAMES = ("cifar10", "cifar100", "svhn_cropped")
 _CACHE_FORMAT = 1
@@ -62,14 +75,29 @@ def _not_prepared(name: str, split: str, data_dir: str | None, cause: Exception)
             f"tfds dataset {name!r} (split {split!r}) is not prepared in {where!r}; "
             + _prepare_hint(name, data_dir)
         )
+    first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     if isinstance(cause, NotImplementedError):
-        return RuntimeError(
+        return DatasetFormatError(
             f"tfds dataset {name!r} in {where!r} is prepared as TFRecord, which needs TensorFlow "
             "(pip install -e '.[tf]'); without TensorFlow re-prepare it with "
-            f"`tfds build {name} --file_format=array_record`. Cause: {cause}"
+            f"`tfds build {name} --file_format=array_record`. Cause: {first}"
         )
-    kind = ValueError if isinstance(cause, ValueError) else RuntimeError  # e.g. an unknown split
-    return kind(f"cannot read tfds dataset {name!r} split {split!r} from {where!r}: {cause}")
+    kind = ValueError if isinstance(cause, ValueError) else DatasetFormatError  # unknown split
+    return kind(f"cannot read tfds dataset {name!r} split {split!r} from {where!r}: {first}")
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """absl logging at ERROR for the duration (tfds logs its own warnings before an error
+    that :func:`open_data_source` turns into one line)."""
+    from absl import logging as absl_logging
+
+    old = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logging.set_verbosity(old)
 
 
 def open_data_source(
@@ -82,7 +110,8 @@ def open_data_source(
 
     data_dir = None if data_dir is None else str(data_dir)
     try:
-        return tfds.data_source(name, split=split, data_dir=data_dir, download=False, **kwargs)
+        with _quiet_absl():  # tfds warns about the empty folders of an unprepared dataset
+            return tfds.data_source(name, split=split, data_dir=data_dir, download=False, **kwargs)
     except NotImplementedError as e:
         err = _not_prepared(name, split, data_dir, e)
         if isinstance(err, RuntimeError) and tensorflow_available():
@@ -90,7 +119,8 @@ def open_data_source(
         # not prepared: tfds's error claims a TFRecord dataset "already prepared" there (it
         # looks at the version folder only), which misleads; the message says what tfds found
         raise err from (None if isinstance(err, FileNotFoundError) else e)
-    except (FileNotFoundError, AssertionError, ValueError, OSError) as e:
+    except (FileNotFoundError, AssertionError, ValueError, OSError, KeyError) as e:
+        # KeyError: tfds's default data_dir with an empty version folder ("splits is empty")
         err = _not_prepared(name, split, data_dir, e)
         raise err from (None if isinstance(err, FileNotFoundError) else e)
 

@@ -73,11 +73,25 @@ class TrainData:
     class_counts: np.ndarray | None = None
 
 
+# streamed datasets (the registry's ``streamed``): loader factory ``(split, *, train, seed,
+# data_dir, image_size, resize_size, num_threads, num_workers)`` and its normalization
+STREAMING_LOADERS = {
+    "imagenet100": (uldata.make_imagenet100_loader, uldata.IMAGENET_MEAN, uldata.IMAGENET_STD),
+}
+
+
 def load_train_data(config) -> TrainData:
     """Loads the train and test splits named by ``config.data`` (see the module docstring)."""
     d = config.data
-    if d.name == "imagenet100":
-        size = d.image_size or 224
+    spec = uldata.dataset_spec(d.name)
+    if spec.streamed:
+        if d.name not in STREAMING_LOADERS:
+            raise ValueError(
+                f"data.name={d.name!r} is a streamed dataset (ul_jax.data.registry) without a "
+                f"streaming loader; known: {sorted(STREAMING_LOADERS)}"
+            )
+        make, mean, std = STREAMING_LOADERS[d.name]
+        size = d.image_size or spec.image_size
         kw = dict(
             data_dir=d.data_dir,
             image_size=size,
@@ -85,16 +99,16 @@ def load_train_data(config) -> TrainData:
             num_threads=d.num_threads,
             num_workers=int(get_field(d, "num_workers", 0) or 0),
         )
-        train = uldata.make_imagenet100_loader("train", train=True, seed=config.seed, **kw)
-        test = uldata.make_imagenet100_loader("validation", train=False, seed=config.seed, **kw)
+        train = make("train", train=True, seed=config.seed, **kw)
+        test = make(spec.eval_split, train=False, seed=config.seed, **kw)
         s = train.image_size
         return TrainData(
-            100,
+            spec.num_classes,
             len(train),
             len(test),
             (s, s, 3),
-            tuple(uldata.IMAGENET_MEAN),
-            tuple(uldata.IMAGENET_STD),
+            tuple(mean),
+            tuple(std),
             lambda layout, start, n: train.train_batches(layout, start, n),
             test.eval_batches,
         )
