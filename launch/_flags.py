@@ -26,7 +26,7 @@ DEBUG_HELP = "show the traceback of an error instead of one line (or UL_JAX_DEBU
 
 
 def define_debug(fv: flags.FlagValues) -> None:
-    """``--debug`` on ``fv``: errors with their traceback (see ``ul_jax.train.cli``)."""
+    """``--debug`` on ``fv``: errors with their traceback (see ``ul_jax.console``)."""
     flags.DEFINE_boolean("debug", False, DEBUG_HELP, flag_values=fv)
 
 

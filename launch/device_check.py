@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         error(prog, e)
     from ul_jax.bench.device_check import device_check, format_summary
-    from ul_jax.train.cli import one_line_errors
+    from ul_jax.console import one_line_errors
 
     with one_line_errors(prog, debug=fv.debug):
         summary = device_check(

@@ -2,7 +2,7 @@
 
 Any config field can be overridden, e.g. ``--config.steps=5000 --config.out_dir=/tmp/figs``.
 Errors are one line (``--debug`` or ``UL_JAX_DEBUG=1``: the traceback); exit codes 0, 1 (an
-error), 2 (a bad command line): :mod:`ul_jax.train.cli`.
+error), 2 (a bad command line): :mod:`ul_jax.console`.
 """
 
 import functools
@@ -10,9 +10,8 @@ import functools
 from absl import app, flags
 
 from launch._flags import DEBUG_HELP, app_flags_parser
-from ul_jax import ufm_figures
+from ul_jax import console, ufm_figures
 from ul_jax.config import define_config_flag
-from ul_jax.train import cli
 
 PROG = "python -m launch.dynamics"
 _CONFIG = define_config_flag("config", "Figure config (configs/dynamics/*.py).")
@@ -20,7 +19,7 @@ _DEBUG = flags.DEFINE_bool("debug", False, DEBUG_HELP)
 
 
 def main(argv):
-    with cli.one_line_errors(PROG, debug=_DEBUG.value):
+    with console.one_line_errors(PROG, debug=_DEBUG.value):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         config = _CONFIG.value
@@ -47,6 +46,6 @@ if __name__ == "__main__":
             f"{PROG} --config configs/dynamics/FIG.py [--config.FIELD=VALUE ...]",
             __doc__,
             ["config", "debug"],
-            functools.partial(cli.parse_flags, prog=PROG, config_help=False),
+            functools.partial(console.parse_flags, prog=PROG),
         ),
     )

@@ -7,7 +7,7 @@ lists those files and the next commands. Everything is done by :func:`ul_jax.eva
 see its module docstring for the metrics and :data:`ul_jax.eval.CONVENTIONS` for their
 definitions. Errors are one line (``--debug``: the traceback); exit codes 0, 1 (an error), 2 (a
 bad command line, or a work directory / OOD set that cannot be used), see
-:mod:`ul_jax.train.cli`.
+:mod:`ul_jax.console`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import sys
 from absl import flags
 
 from launch._flags import define_debug, parse
+from ul_jax.console import one_line_errors
 from ul_jax.eval import OOD_SETS, evaluate_run, format_eval, format_eval_outputs
-from ul_jax.train.cli import one_line_errors
 
 PROG = "python -m launch.evaluate"
 

@@ -6,7 +6,7 @@ validation accuracy, the learning rate, the mean ‖h‖ and, for runs that log 
 are overlaid, one colour each, labelled by their directory. Default ``--out``: ``WORKDIR/curves.png``
 for one run, ``curves.png`` in the current directory for several. Everything is done by
 :func:`ul_jax.train.plot_curves`. Errors are one line (``--debug``: the traceback); exit codes 0,
-1, 2 (a bad command line, or a directory without ``metrics.jsonl``): :mod:`ul_jax.train.cli`.
+1, 2 (a bad command line, or a directory without ``metrics.jsonl``): :mod:`ul_jax.console`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from absl import flags
 
 from launch._flags import define_debug, parse
-from ul_jax.train.cli import one_line_errors
+from ul_jax.console import one_line_errors
 from ul_jax.train.plot import plot_curves
 
 PROG = "python -m launch.plot"

@@ -6,7 +6,7 @@ by its directory, config variant / loss / head / EFR λ, data and step — with 
 few, ECE and, per OOD set, FPR95 / AUROC / AUPR as ``MSP / energy / feature norm`` (all in %),
 the layout of the paper's Tables 2 and 3. ``--markdown`` prints a markdown table. Errors are one
 line (``--debug``: the traceback); exit codes 0, 1, 2 (a bad command line, or a run without an
-eval JSON): :mod:`ul_jax.train.cli`.
+eval JSON): :mod:`ul_jax.console`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 from absl import flags
 
 from launch._flags import define_debug, parse
+from ul_jax.console import one_line_errors
 from ul_jax.eval import format_report, load_eval
-from ul_jax.train.cli import one_line_errors
 
 PROG = "python -m launch.report"
 

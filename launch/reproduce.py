@@ -25,13 +25,13 @@ import time
 from absl import flags
 
 from launch._flags import define_debug, parse
+from ul_jax.console import EXIT_USAGE, one_line_errors
 from ul_jax.paper import runner
 from ul_jax.paper.executors import SlurmOptions, make_executor, parse_extra
 from ul_jax.paper.results import seeds_on_disk
 from ul_jax.paper.status import format_status_table
 from ul_jax.paper.suites import SUITES
 from ul_jax.paper.summary_text import format_suite_summary
-from ul_jax.train.cli import EXIT_USAGE, one_line_errors
 
 PROG = "python -m launch.reproduce"
 

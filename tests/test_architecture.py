@@ -17,8 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "ul_jax"
 
 # unit -> units it may import (the layers of docs/ARCHITECTURE.md, lowest first)
-PURE = {"losses", "prototypes", "ufm", "io", "layers"}
+PURE = {"losses", "prototypes", "ufm", "io", "layers", "console"}
 ALLOWED: dict[str, set[str]] = {
+    "console": set(),
     "losses": set(),
     "prototypes": set(),
     "ufm": set(),
@@ -29,9 +30,30 @@ ALLOWED: dict[str, set[str]] = {
     "metrics": {"losses"},
     "data": {"losses", "io"},
     "config": {"data", "models", "objectives", "io", "layers"},
-    "train": {"config", "data", "io", "models", "objectives", "losses", "prototypes", "metrics"},
-    "eval": {"train", "config", "data", "io", "metrics", "models", "objectives", "losses"},
+    "train": {
+        "config",
+        "console",
+        "data",
+        "io",
+        "models",
+        "objectives",
+        "losses",
+        "prototypes",
+        "metrics",
+    },
+    "eval": {
+        "train",
+        "config",
+        "console",
+        "data",
+        "io",
+        "metrics",
+        "models",
+        "objectives",
+        "losses",
+    },
     "bench": {
+        "console",
         "io",
         "train",
         "config",
@@ -45,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "ufm_figures": {"ufm", "prototypes", "losses"},
     "paper": {
+        "console",
         "train",
         "eval",
         "config",

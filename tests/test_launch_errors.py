@@ -19,6 +19,7 @@ from absl import app
 
 from launch import evaluate as evaluate_cli
 from launch import plot as plot_cli
+from ul_jax import console
 from ul_jax.train import cli
 from ul_jax.train.checkpoint import CheckpointCorruptError
 from ul_jax.train.lock import WorkdirLockedError
@@ -84,7 +85,7 @@ def test_one_line_errors_context(capsys, monkeypatch):
         err = capsys.readouterr().err
         assert e.value.code == 1 and err.startswith("Traceback (most recent call last):")
         assert "FileNotFoundError: no such data" in err and "prog: error:" not in err
-    assert [cli._is_debug_flag(a) for a in ("--debug", "--debug=true", "--debug=false")] == [
+    assert [console._is_debug_flag(a) for a in ("--debug", "--debug=true", "--debug=false")] == [
         True,
         True,
         False,

@@ -1,4 +1,5 @@
-"""Small file helpers shared by the training, evaluation and report code."""
+"""Small file helpers shared by the training, evaluation and report code (standard library only,
+so the evaluation and report code can read run folders without loading :mod:`ul_jax.train`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic"]
+__all__ = ["checkpoint_steps", "read_jsonl", "write_text_atomic", "write_json_atomic"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -36,3 +37,28 @@ def write_json_atomic(
     values ``json`` does not know (e.g. NumPy scalars)."""
     text = json.dumps(obj, indent=indent, allow_nan=allow_nan, default=default, sort_keys=sort_keys)
     return write_text_atomic(path, text + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All objects of a JSON-lines file (a torn last line, from a crash mid-write, is skipped)."""
+    out = []
+    p = Path(path)
+    if not p.exists():
+        return out
+    for line in p.read_text().splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
+    """The sorted steps of the checkpoint folders ``workdir/checkpoints/<step>`` on disk (``[]``
+    if there are none; orbax's temporary folders are not steps). Reads only the directory, so
+    it works without a :class:`Checkpointer` (and while one of another process writes)."""
+    d = Path(workdir) / "checkpoints"
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())

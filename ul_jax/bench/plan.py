@@ -32,6 +32,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from ul_jax.console import fmt_duration
+
 __all__ = [
     "ACCELERATORS",
     "Accelerator",
@@ -371,14 +373,6 @@ def scale_plan(
     }
 
 
-def _fmt_time(s: float) -> str:
-    if s >= 3600:
-        return f"{s / 3600:.1f} h"
-    if s >= 60:
-        return f"{s / 60:.1f} min"
-    return f"{s:.1f} s"
-
-
 def plan_markdown(plan: dict[str, Any]) -> str:
     """The tables of ``docs/SCALE.md`` from :func:`scale_plan`'s result."""
     accs = list(plan["accelerators"])
@@ -420,7 +414,7 @@ def plan_markdown(plan: dict[str, Any]) -> str:
             for a in accs:
                 q = p["predict"][a]
                 cells.append(
-                    f"{_fmt_time(q['run_s'])} ({q['step_s'] * 1e3:.1f} ms/step, {q['bound']})"
+                    f"{fmt_duration(q['run_s'], 'decimal')} ({q['step_s'] * 1e3:.1f} ms/step, {q['bound']})"
                 )
             lines.append(
                 f"| {r['label']} ({r['epochs']} ep) | {r['dtype']} | {p['devices']} | "

@@ -15,7 +15,7 @@ from ul_jax.data.ood import OOD_SETS, OODSet, check_ood_names, load_ood_images, 
 from ul_jax.eval.format import format_eval, format_eval_outputs, format_report, run_label
 from ul_jax.eval.io import EVAL_FORMAT_VERSION, eval_filename, load_eval
 from ul_jax.eval.job import CONVENTIONS, ENERGY_TEMPERATURE, SCORE_NAMES, evaluate_run
-from ul_jax.train.checkpoint import checkpoint_steps
+from ul_jax.io import checkpoint_steps
 
 __all__ = [
     "EVAL_FORMAT_VERSION",

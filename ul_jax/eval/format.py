@@ -10,8 +10,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ul_jax.console import fmt_duration, format_files
 from ul_jax.metrics import OOD_SCORE_NAMES as SCORE_NAMES  # ("msp", "energy", "feature_norm")
-from ul_jax.train.summary_text import fmt_duration, format_files
 
 __all__ = ["run_label", "format_eval", "format_eval_outputs", "format_report"]
 

@@ -54,15 +54,7 @@ from ul_jax.config import effective_efr_weight, get_field
 from ul_jax.data.ood import check_ood_names, load_ood_images
 from ul_jax.eval.format import run_label
 from ul_jax.eval.io import EVAL_FORMAT_VERSION, eval_filename, to_jsonable
-from ul_jax.io import write_json_atomic
-from ul_jax.train import (
-    classifier_weights,
-    load_train_data,
-    read_jsonl,
-    restore_checkpoint,
-    validate_config,
-)
-from ul_jax.train.checkpoint import checkpoint_steps
+from ul_jax.io import checkpoint_steps, read_jsonl, write_json_atomic
 
 __all__ = ["ENERGY_TEMPERATURE", "CONVENTIONS", "SCORE_NAMES", "evaluate_run"]
 
@@ -157,6 +149,8 @@ def _check_inputs(
     ):
         raise ValueError(f"batch_size must be a positive integer; got batch_size={batch_size!r}")
     config = ml_collections.ConfigDict(stored)
+    from ul_jax.train import validate_config  # the training stack only when a job runs
+
     validate_config(config, device_count=1)
     return config, ood
 
@@ -223,6 +217,8 @@ class _Evaluator:
 
 
 def _restore(workdir: Path, config, step: int | None, data, batch_size: int) -> _Evaluator:
+    from ul_jax.train import classifier_weights, restore_checkpoint
+
     model, state, _ = restore_checkpoint(workdir, config=config, step=step)
     ckpt_step = int(jax.device_get(state.step))
     if step is not None and ckpt_step != int(step):
@@ -495,6 +491,8 @@ def evaluate_run(
     workdir = Path(workdir).expanduser().absolute()
     config, ood = _check_inputs(workdir, step, tuple(ood), batch_size)
     bs = int(batch_size or config.eval_batch_size)
+    from ul_jax.train import load_train_data
+
     data = load_train_data(config)  # the loop's test set and normalization
     # every OOD set is loaded before any compute: a missing one fails fast
     ood_images = {

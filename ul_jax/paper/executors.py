@@ -222,7 +222,7 @@ class SuiteJob:
         self.run_json, self.seed, self.out = run_json, int(seed), str(out)
 
     def __call__(self) -> str:
-        from ul_jax.train.precision import apply_cpu_defaults
+        from ul_jax.console import apply_cpu_defaults
 
         apply_cpu_defaults()  # as launch/__init__.py does, before JAX starts
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cores = os.environ.get(AFFINITY_ENV, "").strip()
     if cores:  # before JAX starts: XLA:CPU sizes its thread pool to the allowed cores
         os.sched_setaffinity(0, {int(c) for c in cores.split(",")})
-    from ul_jax.train.precision import apply_cpu_defaults
+    from ul_jax.console import apply_cpu_defaults
 
     apply_cpu_defaults()  # as launch/__init__.py does, before JAX starts
     ap = argparse.ArgumentParser(prog="python -m ul_jax.paper.jobs")

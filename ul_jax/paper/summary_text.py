@@ -15,12 +15,12 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
+from ul_jax.console import format_files
 from ul_jax.paper import runner
 from ul_jax.paper.report import FIG_DIR
 from ul_jax.paper.results import STATUS_FILE, read_status, run_dir, seeds_on_disk
 from ul_jax.paper.status import format_status_table
 from ul_jax.paper.suites import Run
-from ul_jax.train.summary_text import format_files
 
 __all__ = ["format_suite_summary", "suite_states"]
 

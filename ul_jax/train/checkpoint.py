@@ -68,7 +68,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from ul_jax.config import SHAPE_FIELDS, shape_view
-from ul_jax.io import write_text_atomic
+from ul_jax.io import checkpoint_steps, write_text_atomic
 
 __all__ = [
     "SHAPE_FIELDS",
@@ -210,16 +210,6 @@ def flatten_config(config: Any) -> dict[str, Any]:
 
     walk("", d)
     return out
-
-
-def checkpoint_steps(workdir: str | os.PathLike) -> list[int]:
-    """The sorted steps of the checkpoint folders ``workdir/checkpoints/<step>`` on disk (``[]``
-    if there are none; orbax's temporary folders are not steps). Reads only the directory, so
-    it works without a :class:`Checkpointer` (and while one of another process writes)."""
-    d = Path(workdir) / "checkpoints"
-    if not d.is_dir():
-        return []
-    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def save_config(workdir: str | os.PathLike, config: Any, name: str = CONFIG_FILE) -> Path:

@@ -1,6 +1,7 @@
 """The training command behind ``python -m launch.train --config configs/X.py[:variant] --workdir
-DIR [--config.field=value ...] [--until_step K] [--skip_nonfinite N] [--debug]``, and the error
-handling and exit codes every ``launch/`` command shares.
+DIR [--config.field=value ...] [--until_step K] [--skip_nonfinite N] [--debug]``. The error
+handling and exit codes every ``launch/`` command shares live in :mod:`ul_jax.console`
+(re-exported here).
 
 ``launch/train.py`` defines the flags and calls :func:`parse_flags` and :func:`main` of this
 module. ``python -m launch.train --config_help`` lists every config field (type, default, allowed
@@ -10,30 +11,8 @@ Resumes automatically from the newest usable checkpoint in ``--workdir`` (see
 ``docs/RELIABILITY.md``). At the end it prints a summary (:mod:`ul_jax.train.summary_text`): the
 final metrics, wall time, throughput, the files of the work directory and the next command.
 
-**Errors.** An error a command expects (:func:`is_expected_error`: a bad config value, data not
-found, no usable or a damaged checkpoint, a locked or unwritable work directory, a full disk, a
-bad flag) is printed as one line, ``python -m launch.X: error: WHAT`` (the value or path and how
-to fix it are in ``WHAT``), without a traceback; ``--debug`` or ``UL_JAX_DEBUG=1`` prints the
-traceback instead (same exit code). Anything else is a bug: its traceback, exit code 1.
-
-Exit codes (:data:`EXIT_CODES`; every ``launch/`` command):
-
-====  =====================================================================================
-0     done (train: finished, or stopped at ``--until_step`` with a checkpoint)
-1     an error, named in one line: a bad config value, data not found, no usable or a damaged
-      checkpoint, a work directory in use by another run or not writable, a full disk, a failed
-      or dead peer process (its log has the traceback); an unexpected error (traceback)
-2     a bad command line: an unknown or malformed flag or ``--config.<field>`` override, a
-      missing required flag, a config file or variant that does not load, a bad ``UL_JAX_*``
-      setting; for ``evaluate``, ``report``, ``plot``: also a path or name given on the
-      command line that cannot be used (no such work directory, no ``eval.json``, ...)
-3     train: diverged, a non-finite loss / gradient / update (:class:`ul_jax.train.NonFiniteError`);
-      the message names the step, the quantities and the last good checkpoint
-75    preempted: ``SIGTERM`` arrived, a checkpoint of the current step was written; rerun the
-      same command to resume (``EX_TEMPFAIL``: a scheduler may requeue on it)
-130   interrupted by Ctrl-C (``SIGINT``); train: rerun the same command to resume from the last
-      checkpoint
-====  =====================================================================================
+Errors and exit codes: :mod:`ul_jax.console` (one line per expected error, ``--debug`` for
+the traceback; 0 done, 1 an error, 2 a bad command line, 3 diverged, 75 preempted, 130 Ctrl-C).
 
 Multi-host: run the same command in every process with ``UL_JAX_DISTRIBUTED`` set
 (:func:`init_distributed`), which calls ``jax.distributed.initialize`` before anything touches a
@@ -56,19 +35,34 @@ not wait in the shutdown barrier for peers that may be dead).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging as std_logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, TextIO
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from absl import app, flags, logging
+from absl import app, logging
 
 from ul_jax.config import describe_fields
+from ul_jax.console import (  # noqa: F401  (re-exported: every command shares them)
+    DEBUG_ENV,
+    EXIT_CODES,
+    EXIT_DIVERGED,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PREEMPTED,
+    EXIT_USAGE,
+    debug_requested,
+    error_message,
+    exit_code_for,
+    is_expected_error,
+    one_line_errors,
+    report_error,
+)
+from ul_jax.console import parse_flags as _parse_flags
 
 __all__ = [
     "DEBUG_ENV",
@@ -93,30 +87,6 @@ __all__ = [
 ]
 
 PROG = "python -m launch.train"
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_DIVERGED = 3
-EXIT_PREEMPTED = 75
-EXIT_INTERRUPTED = 130
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "done",
-    EXIT_ERROR: "an error, named in one line (an unexpected one: its traceback)",
-    EXIT_USAGE: "a bad command line",
-    EXIT_DIVERGED: "diverged (train)",
-    EXIT_PREEMPTED: "preempted by SIGTERM, checkpoint written: rerun to resume",
-    EXIT_INTERRUPTED: "interrupted by Ctrl-C",
-}
-DEBUG_ENV = "UL_JAX_DEBUG"
-_DISK_FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-_EXPECTED_BUILTINS = (
-    ValueError,  # a bad config value / argument (the message names it)
-    FileNotFoundError,  # data, a config file, a work directory
-    NotADirectoryError,
-    IsADirectoryError,
-    PermissionError,
-)
-
 # (jax.distributed.initialize argument, environment variable, default seconds)
 DISTRIBUTED_TIMEOUTS = (
     ("initialization_timeout", "UL_JAX_INIT_TIMEOUT_S", 300),
@@ -130,86 +100,6 @@ class _QuietOrbax(std_logging.Filter):
 
     def filter(self, record):
         return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-
-# ---------------------------------------------------------------------------------------------
-# errors and exit codes (every launch/ command)
-# ---------------------------------------------------------------------------------------------
-def debug_requested(flag: bool = False, environ: Mapping[str, str] = os.environ) -> bool:
-    """``--debug`` (``flag``) or ``UL_JAX_DEBUG`` set to anything but ``""``/``0``/``false``."""
-    value = environ.get(DEBUG_ENV, "").strip().lower()
-    return bool(flag) or value not in ("", "0", "false", "no", "off")
-
-
-def is_expected_error(e: BaseException) -> bool:
-    """Whether ``e`` is an error a command reports in one line: one of ul_jax's named errors
-    (its class is defined in ``ul_jax``: a locked work directory, a damaged checkpoint, ...), a
-    bad value (``ValueError``: config fields, arguments), a missing or unusable path
-    (``FileNotFoundError``, ``NotADirectoryError``, ``PermissionError``, ...), a full disk
-    (``OSError`` ``ENOSPC`` / ``EDQUOT``), a bad command line or Ctrl-C."""
-    if isinstance(e, (KeyboardInterrupt, app.UsageError, flags.Error)):
-        return True
-    if type(e).__module__.split(".")[0] == "ul_jax" or isinstance(e, _EXPECTED_BUILTINS):
-        return True
-    return isinstance(e, OSError) and e.errno in _DISK_FULL
-
-
-def exit_code_for(e: BaseException, usage_errors: tuple[type[BaseException], ...] = ()) -> int:
-    """The exit code of an expected error (module docstring): ``usage_errors`` (and bad flags)
-    2, ``NonFiniteError`` 3, Ctrl-C 130, anything else 1."""
-    from ul_jax.train.loop import NonFiniteError
-
-    if isinstance(e, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(e, NonFiniteError):
-        return EXIT_DIVERGED
-    if isinstance(e, (app.UsageError, flags.Error)) or (
-        usage_errors and isinstance(e, usage_errors)
-    ):
-        return EXIT_USAGE
-    return EXIT_ERROR
-
-
-def error_message(e: BaseException) -> str:
-    """``e`` as one line: the class name for ul_jax's own errors (``WorkdirLockedError: ...``),
-    the bare message for Python's (``ValueError``, ``FileNotFoundError``), a remedy for a full
-    disk that does not carry one."""
-    if isinstance(e, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
-    text = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, OSError) and e.errno in _DISK_FULL and "rerun" not in text:
-        text += "; free space (or raise the quota) and rerun the same command"
-    if type(e).__module__ in ("builtins", "absl.app", "absl.flags._exceptions"):
-        return text
-    return f"{type(e).__name__}: {text}"
-
-
-def report_error(prog: str, e: BaseException | str, stream: TextIO | None = None) -> None:
-    """Writes ``PROG: error: MESSAGE`` (one line, :func:`error_message`) to ``stream`` (stderr)."""
-    stream = sys.stderr if stream is None else stream
-    message = e if isinstance(e, str) else error_message(e)
-    stream.write(f"{prog}: error: {' '.join(message.split())}\n")
-    stream.flush()
-
-
-@contextlib.contextmanager
-def one_line_errors(
-    prog: str, *, debug: bool = False, usage_errors: tuple[type[BaseException], ...] = ()
-) -> Iterator[None]:
-    """Runs the ``with`` body; an expected error (:func:`is_expected_error`) becomes one line on
-    stderr (:func:`report_error`; with ``debug`` / ``UL_JAX_DEBUG=1``: its traceback) and
-    ``SystemExit`` with its code (:func:`exit_code_for`). Other errors propagate unchanged."""
-    try:
-        yield
-    except (KeyboardInterrupt, Exception) as e:
-        if not is_expected_error(e):
-            raise
-        code = exit_code_for(e, usage_errors)
-        if debug_requested(debug):
-            traceback.print_exc()
-        else:
-            report_error(prog, e)
-        raise SystemExit(code) from None
 
 
 def distributed_kwargs(environ=os.environ) -> dict:
@@ -266,43 +156,9 @@ def _flush_and_exit(code: int) -> None:
     os._exit(code)
 
 
-def _flag_error(e: BaseException, argv: Sequence[str], hint: str) -> str:
-    """One line for a flag-parsing error: the override of a field the config does not have
-    (ml_collections raises a bare ``AttributeError``/``KeyError``), or absl's message."""
-    if isinstance(e, flags.Error):
-        return " ".join(str(e).split())
-    inner = e
-    while isinstance(inner, BaseException) and inner.args:
-        inner = inner.args[0]
-    detail = " ".join(str(inner).split())  # "'lrr' Did you mean "lr" instead of "lrr"?"
-    key = detail.split("'")[1] if detail.count("'") >= 2 else ""
-    overrides = [a.split("=")[0] for a in argv[1:] if a.startswith("--config.")]
-    named = [o for o in overrides if o.rsplit(".", 1)[-1] == key] or overrides
-    return f"{', '.join(named)}: the config has no field {detail} ({hint})"
-
-
-def _is_debug_flag(arg: str) -> bool:
-    """``--debug`` or ``--debug=true`` (absl's spellings of the boolean flag set)."""
-    name, eq, value = arg.partition("=")
-    return name == "--debug" and (not eq or value.lower() in ("true", "1", "yes"))
-
-
 def parse_flags(argv: list[str], prog: str = PROG, *, config_help: bool = True) -> list[str]:
-    """absl's flag parsing for ``absl.app.run``, with one line ``PROG: error: ...`` and exit code
-    2 for a bad command line (with ``--debug`` / ``UL_JAX_DEBUG=1``: the traceback), and (if
-    ``config_help``: the training config) ``--config_help``, which needs no other flag."""
-    if config_help and "--config_help" in argv[1:]:
-        print(describe_fields())
-        sys.exit(0)
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError) as e:
-        if debug_requested(any(_is_debug_flag(a) for a in argv[1:])):
-            traceback.print_exc()
-        else:
-            hint = "--config_help lists them" if config_help else "see the config file"
-            report_error(prog, _flag_error(e, argv, hint))
-        sys.exit(EXIT_USAGE)
+    """:func:`ul_jax.console.parse_flags` with ``launch.train``'s name."""
+    return _parse_flags(argv, prog, config_help=describe_fields if config_help else None)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ from absl import logging
 
 from ul_jax import data as uldata
 from ul_jax.config import get_field
+from ul_jax.console import EXIT_DIVERGED, fmt_duration
 from ul_jax.train import group_grad
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
@@ -122,6 +123,8 @@ class NonFiniteError(RuntimeError):
     last good checkpoint or ``None``), ``metrics`` (host metrics of that step), ``consecutive``
     (refused updates in a row, this one included; > 1 only with ``skip_nonfinite``).
     """
+
+    exit_code = EXIT_DIVERGED  # launch.train exits 3 (ul_jax.console.exit_code_for)
 
     def __init__(
         self,
@@ -613,7 +616,7 @@ class _Progress:
         """The progress bar's text after the counts: ETA, throughput, the last metrics."""
         t, rate = self.last_train, self.rate
         parts = [
-            f"ETA {_fmt_time(self.eta(step, sched))}",
+            f"ETA {fmt_duration(self.eta(step, sched), 'clock')}",
             f"{rate * batch_size:,.0f} img/s" if rate == rate else "compiling",
             f"loss {t['train/loss']:.4g}",
             f"acc {100 * t['train/accuracy']:.1f}%",
@@ -635,12 +638,5 @@ class _Progress:
         return (
             line
             + (f" | {rate * batch_size:.0f} img/s" if rate == rate else " | compiling")
-            + f" | ETA {_fmt_time(eta)}"
+            + f" | ETA {fmt_duration(eta, 'clock')}"
         )
-
-
-def _fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

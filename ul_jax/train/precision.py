@@ -58,6 +58,8 @@ from typing import Any
 
 from absl import logging
 
+from ul_jax.console import CPU_DEFAULTS_ENV, CPU_FAST_FLAGS, apply_cpu_defaults
+
 __all__ = [
     "CPU_DEFAULTS_ENV",
     "CPU_FAST_FLAGS",
@@ -68,21 +70,6 @@ __all__ = [
 ]
 
 DETERMINISTIC_FLAG = "--xla_gpu_deterministic_ops=true"
-CPU_FAST_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=",)
-CPU_DEFAULTS_ENV = "UL_JAX_XLA_CPU_DEFAULTS"
-
-
-def apply_cpu_defaults(environ: MutableMapping[str, str] = os.environ) -> list[str]:
-    """Appends each flag of :data:`CPU_FAST_FLAGS` whose name ``XLA_FLAGS`` does not mention yet
-    (a user's own setting wins) unless ``UL_JAX_XLA_CPU_DEFAULTS`` is ``0``/``false``/``no``/
-    ``off``. Returns the flags added. Takes effect only if JAX has not started its backend."""
-    if environ.get(CPU_DEFAULTS_ENV, "").strip().lower() in ("0", "false", "no", "off"):
-        return []
-    xla = environ.get("XLA_FLAGS", "")
-    added = [f for f in CPU_FAST_FLAGS if f.split("=")[0] not in xla]
-    if added:
-        environ["XLA_FLAGS"] = " ".join([xla, *added]).strip()
-    return added
 
 
 def policy(dtype: str) -> dict[str, str]:

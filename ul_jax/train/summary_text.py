@@ -4,17 +4,18 @@ What a researcher needs once a run stops: the final metrics rounded as one reads
 (accuracies and ECE in % to 2 decimals, losses and norms to 4 significant digits), the wall time
 and training throughput, the files of the work directory (what each is, how to look at it) and
 the next command. The number formats (:func:`fmt_pct`, :func:`fmt_sig`, :func:`fmt_duration`,
-:func:`fmt_rate`) and :func:`format_files` are shared with the evaluation and reproduction
-summaries.
+:func:`fmt_rate`) and :func:`format_files` live in :mod:`ul_jax.console` (shared with the
+evaluation and reproduction summaries; re-exported here).
 """
 
 from __future__ import annotations
 
-import math
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from ul_jax.console import fmt_duration, fmt_pct, fmt_rate, fmt_sig, format_files
 
 __all__ = [
     "fmt_duration",
@@ -27,50 +28,6 @@ __all__ = [
 ]
 
 EVALUATE = "python -m launch.evaluate"
-
-
-def _number(x: Any) -> float | None:
-    """``x`` as a finite float, else ``None``."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def fmt_pct(x: Any, digits: int = 2) -> str:
-    """A fraction as a percentage: ``0.98222 → "98.22 %"``; ``"–"`` for a missing/NaN value."""
-    v = _number(x)
-    return "–" if v is None else f"{100 * v:.{digits}f} %"
-
-
-def fmt_sig(x: Any, digits: int = 4) -> str:
-    """``x`` to ``digits`` significant digits: ``-0.056669 → "-0.05667"``; ``"–"`` if missing,
-    ``"nan"``/``"inf"`` as such."""
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "–"
-    return f"{v:.{digits}g}"
-
-
-def fmt_duration(seconds: float) -> str:
-    """``35.2 s``, ``4 min 07 s``, ``2 h 03 min``."""
-    if not math.isfinite(seconds):
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    s = int(round(seconds))
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
-
-
-def fmt_rate(images_per_sec: float) -> str:
-    """``14,480 img/s`` (3 significant digits below 100)."""
-    if images_per_sec >= 100:
-        return f"{images_per_sec:,.0f} img/s"
-    return f"{images_per_sec:.3g} img/s"
 
 
 def _checkpoint_steps(directory: Path) -> list[int]:
@@ -109,14 +66,6 @@ def workdir_files(workdir: str | Path) -> list[tuple[str, str]]:
     for p in sorted([*wd.glob("reliability*.png"), *wd.glob("ood_hist_*.png")]):
         out.append((p.name, "evaluation figure"))
     return out
-
-
-def format_files(directory: str | Path, files: Sequence[tuple[str, str]], title: str) -> list[str]:
-    """``TITLE DIRECTORY:`` then one aligned line per ``(name, what)``."""
-    if not files:
-        return []
-    width = max(len(name) for name, _ in files)
-    return [f"{title} {directory}:"] + [f"  {name:<{width}}  {what}" for name, what in files]
 
 
 def _metric_line(label: str, out: Mapping[str, Any], prefix: str) -> str | None:

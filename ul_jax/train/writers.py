@@ -27,7 +27,7 @@ from typing import Any
 
 from tensorboardX import SummaryWriter
 
-from ul_jax.io import write_text_atomic
+from ul_jax.io import read_jsonl, write_text_atomic
 
 __all__ = ["EventFileWriter", "JsonlWriter", "MetricWriter", "read_jsonl"]
 
@@ -43,21 +43,6 @@ def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All objects of a JSON-lines file (a torn last line, from a crash mid-write, is skipped)."""
-    out = []
-    p = Path(path)
-    if not p.exists():
-        return out
-    for line in p.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 class JsonlWriter:
