@@ -59,7 +59,7 @@ def test_parse_and_classify_a_hand_written_module():
 
 
 def test_profile_of_a_tiny_step_finds_every_part(tmp_path):
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     # 16 px: the last stage is 4×4, so its filter-gradient window (16) is larger than a 3×3 kernel
     c = tiny_config("ul_pal", **{"batch_size": 16, "data.image_size": 16})

@@ -9,7 +9,7 @@ import logging
 
 import ml_collections
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from ul_jax.config import check_fields, effective_efr_weight, load_config_file
 from ul_jax.eval.format import run_label

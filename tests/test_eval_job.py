@@ -346,7 +346,7 @@ def test_long_tailed_run_with_validation_split_uses_the_trained_split_counts(tmp
     """With a validation hold-out the long-tailed subset is drawn from the rest, so its class
     counts differ from load_dataset(imbalance_ratio=...) on the full split; the many/medium/few
     groups must use the split the loop trained on."""
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     from ul_jax.train import load_train_data
 

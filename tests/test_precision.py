@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 from ml_collections import ConfigDict
 
 from configs import digits
@@ -141,7 +141,7 @@ _STEP_CODE = """
 import json, os, sys
 import numpy as np
 sys.path.insert(0, 'tests')
-from conftest import tiny_config  # applies the XLA:CPU defaults unless UL_JAX_XLA_CPU_DEFAULTS=0
+from helpers import tiny_config
 import jax, jax.numpy as jnp
 from ul_jax import train as T
 from ul_jax.objectives import classification_objective

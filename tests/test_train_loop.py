@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import TINY_CLI_OVERRIDES, tiny_config
+from helpers import TINY_CLI_OVERRIDES, tiny_config
 from test_train_writers import tensorboard_scalars
 
 from ul_jax.train import (
@@ -156,21 +156,26 @@ def test_nonfinite_stops_run_and_keeps_last_checkpoint(tmp_path):
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [2, 4, 6]
 
 
-def test_train_and_eval_steps_compile_once_per_run(tmp_path):
+def test_train_and_eval_steps_compile_once_per_run(tmp_path, monkeypatch):
     """Over several log intervals, evaluations, checkpoints and a resume from a restored
     checkpoint, the jitted train and eval steps compile exactly once each (a retrace — a shape,
     dtype, weak type or sharding that drifts between steps or after a restore — would add an
     entry to their cache and cost a compile in every run)."""
-    from ul_jax.train import setup
+    import chex
 
+    from ul_jax.train import setup
+    from ul_jax.train import step as step_mod
+
+    # every trace of the jitted steps calls these; a second trace raises (chex)
+    chex.clear_trace_counter()
+    monkeypatch.setattr(step_mod, "train_step", chex.assert_max_traces(step_mod.train_step, n=1))
+    monkeypatch.setattr(step_mod, "eval_step", chex.assert_max_traces(step_mod.eval_step, n=1))
     c = tiny_config(seed=4321)  # a setup of its own: its compiled functions are fresh
     train_and_evaluate(c, tmp_path / "run", until_step=6)  # logs 2, 4, 6; eval 6; ckpt 4, 6
     fns = next(reversed(setup._COMPILED.values()))
-    assert (fns.train_fn._cache_size(), fns.eval_fn._cache_size()) == (1, 1)
     out = train_and_evaluate(c, tmp_path / "run")  # resumed from checkpoint 6 to step 12
     assert out["step"] == 12
-    assert next(reversed(setup._COMPILED.values())) is fns  # the same compiled functions ...
-    assert (fns.train_fn._cache_size(), fns.eval_fn._cache_size()) == (1, 1)  # ... not retraced
+    assert next(reversed(setup._COMPILED.values())) is fns  # the same compiled functions
 
 
 def test_plain_unhinged_loss_with_huge_lr_diverges(tmp_path):

@@ -18,8 +18,8 @@ from ul_jax.train.checkpoint import Checkpointer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TINY_CLI_OVERRIDES as CLI_OVERRIDES  # noqa: E402
-from conftest import tiny_config  # noqa: E402
+from helpers import TINY_CLI_OVERRIDES as CLI_OVERRIDES  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 
 
 def _free_port() -> int:

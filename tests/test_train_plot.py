@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 from PIL import Image
 
 from launch import plot as plot_cli

@@ -4,7 +4,7 @@ nothing without it, and a bad value refused naming the field."""
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from ul_jax.train import train_and_evaluate
 from ul_jax.train.summary_text import workdir_files

@@ -11,7 +11,7 @@ import math
 
 import pytest
 from absl import logging as absl_logging
-from conftest import tiny_config
+from helpers import tiny_config
 
 from ul_jax.train import loop
 from ul_jax.train.progress import ProgressBar, WallRate, eta_seconds, use_progress_bar

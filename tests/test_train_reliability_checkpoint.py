@@ -19,7 +19,7 @@ from ul_jax.train import checkpoint as ckpt_lib
 from ul_jax.train.checkpoint import CheckpointCorruptError, Checkpointer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_config
+from helpers import tiny_config
 
 # orbax leaves the coroutines of a failed read un-awaited and garbage collection reports them
 # at any later point: noise of the damaged checkpoints read here, not failures

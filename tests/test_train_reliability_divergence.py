@@ -23,7 +23,7 @@ from ul_jax.train.setup import build_optimizer_from_config
 from ul_jax.train.step import schedule_count
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import tiny_config
+from helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 

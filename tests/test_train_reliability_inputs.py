@@ -61,7 +61,7 @@ def cli_case(id, bad_input, args, *must, env=None):
 # configs
 # ---------------------------------------------------------------------------------------------
 def _digits(variant="ul_pal", **overrides):
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     return tiny_config(variant, **{"keep_checkpoints": 2, **overrides})  # digits default: 2
 

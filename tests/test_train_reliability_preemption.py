@@ -218,7 +218,7 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
     process (a later call returns at once); the previous handler is restored after each call."""
     import threading
 
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     from ul_jax.train import preemption, train_and_evaluate
 

@@ -33,7 +33,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _faults import WINDOW_DIR_ENV, WINDOW_ENV, read_only
-from conftest import TINY_CLI_OVERRIDES, tiny_config
+from helpers import TINY_CLI_OVERRIDES, tiny_config
 
 from ul_jax.train import lock as ullock
 from ul_jax.train import read_jsonl, restore_checkpoint, train_and_evaluate

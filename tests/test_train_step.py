@@ -248,7 +248,10 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     from ul_jax.models import build_model
     from ul_jax.objectives import make_optimizer
     from ul_jax.train import StepConfig, jit_init_state, jit_train_step
+    from ul_jax.train import step as S
+    import chex
 
+    _train_step = S.train_step
     assert jax.device_count() == 8, jax.devices()
     ds = D.load_dataset("digits", "train", source="digits", image_size=8)
     mean, std = (tuple(map(float, v)) for v in D.channel_stats(ds.images))
@@ -271,13 +274,15 @@ _SHARDED_SCRIPT = textwrap.dedent("""
         for ndev in (8, 1):
             mesh = D.data_mesh(jax.devices()[:ndev])
             state = jit_init_state(model, tx, 0, (8, 8, 3), mesh)
+            # a fresh trace budget per compiled step: a retrace in the 3 steps raises (chex)
+            chex.clear_trace_counter()  # the counter is keyed by where the wrapper is made
+            S.train_step = chex.assert_max_traces(_train_step, n=1)
             step = jit_train_step(model, tx, sched, cfg, mesh, seed=0)
             for b in D.train_batches(ds.images, ds.labels, D.batch_layout(64), 0, 0, 3):
                 gb = D.to_global_array(b, mesh)
                 assert len(gb["image"].sharding.device_set) == ndev
                 assert len(gb["image"].addressable_shards) == ndev
                 state, m = step(state, gb)
-            r[f"compiles_{ndev}"] = step._cache_size()  # 3 steps, one compilation
             leaf = state.params["trunk"]["conv_init"]["kernel"]
             assert leaf.sharding.is_fully_replicated and len(leaf.sharding.device_set) == ndev
             states[ndev] = jax.device_get(state)
@@ -348,7 +353,6 @@ def test_sharded_step_matches_single_device(tmp_path, variants):
     for name, *_ in variants:
         r = res[name]
         assert r["step"] == [3, 3] and r["nonfinite_8"] == r["nonfinite_1"] == 0, (name, r)
-        assert r["compiles_8"] == r["compiles_1"] == 1, (name, r)
         for part in ("params", "batch_stats", "opt_state"):
             assert r[f"{part}_maxdiff"] <= 1e-5 * max(1.0, r[f"{part}_maxabs"]), (name, part, r)
         m8, m1 = r["metrics_8"], r["metrics_1"]

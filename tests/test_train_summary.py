@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CLI_OVERRIDES
+from helpers import TINY_CLI_OVERRIDES
 
 from launch import evaluate as evaluate_cli
 from launch import reproduce as reproduce_cli
