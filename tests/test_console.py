@@ -72,3 +72,8 @@ def test_exit_code_of_an_error_that_carries_one():
         == console.EXIT_DIVERGED
     )
     assert console.exit_code_for(RuntimeError("x")) == console.EXIT_ERROR
+
+
+def test_importing_metrics_does_not_load_matplotlib():
+    code = "import sys, ul_jax.metrics; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -1,7 +1,8 @@
 """Figures: reliability diagrams (Fig. 10–11) and ID-vs-OOD score histograms (Fig. 3).
 
 Uses matplotlib's object API with the Agg canvas (``matplotlib.figure.Figure`` +
-``FigureCanvasAgg``): no pyplot, no global backend switch, safe in headless jobs and threads.
+``FigureCanvasAgg``): no pyplot, no global backend switch, safe in headless jobs and threads;
+imported when a figure is drawn, so ``import ul_jax.metrics`` does not load matplotlib.
 Each function writes one PNG and returns its path.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from ul_jax.metrics import _checks
 from ul_jax.metrics.calibration import CalibrationBins
@@ -19,11 +18,20 @@ from ul_jax.metrics.calibration import CalibrationBins
 __all__ = ["plot_reliability_diagram", "plot_score_histogram", "plot_ood_histograms"]
 
 
-def _save(fig: Figure, path) -> str:
+def _figure(**kw):
+    """A ``matplotlib.figure.Figure`` (matplotlib imported here, on first use)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
+def _save(fig, path) -> str:
     path = os.fspath(path)
     parent = os.path.dirname(path)
     if parent:
         os.makedirs(parent, exist_ok=True)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=fig.dpi, bbox_inches="tight")
     return path
@@ -47,7 +55,7 @@ def plot_reliability_diagram(bins: CalibrationBins, path, title: str | None = No
     acc = np.where(filled, bins.accuracy, 0.0)
     conf = np.where(filled, bins.confidence, 0.0)
 
-    fig = Figure(figsize=(4.2, 4.2), dpi=120)
+    fig = _figure(figsize=(4.2, 4.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     ax.bar(
         left,
@@ -121,7 +129,7 @@ def plot_score_histogram(
     s_in = _checks.float_vector(id_scores, "id_scores")
     s_out = _checks.float_vector(ood_scores, "ood_scores")
     num_bins = _checks.positive_int(num_bins, "num_bins")
-    fig = Figure(figsize=(4.5, 3.2), dpi=120)
+    fig = _figure(figsize=(4.5, 3.2), dpi=120)
     ax = fig.add_subplot(1, 1, 1)
     _draw_hist(ax, s_in, s_out, score_name, num_bins, id_label, ood_label)
     if title:
@@ -150,7 +158,7 @@ def plot_ood_histograms(
             )
     num_bins = _checks.positive_int(num_bins, "num_bins")
     labels = {"energy": "energy score", "feature_norm": "feature norm ‖f(x)‖", "msp": "max softmax"}
-    fig = Figure(figsize=(4.2 * len(names), 3.2), dpi=120, layout="constrained")
+    fig = _figure(figsize=(4.2 * len(names), 3.2), dpi=120, layout="constrained")
     for j, n in enumerate(names):
         ax = fig.add_subplot(1, len(names), j + 1)
         s_in = _checks.float_vector(id_scores[n], f"id_scores[{n!r}]")
