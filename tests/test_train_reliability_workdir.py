@@ -661,3 +661,36 @@ def test_two_processes_both_stop_when_process_0_cannot_take_the_lock(tmp_path):
         "says why)"
     )
     assert sorted(p.name for p in work.iterdir()) == [LOCK_FILE]  # nothing written
+
+
+@pytest.mark.parametrize("room", [0.5, 1.5])
+def test_cli_on_a_real_full_tmpfs_prints_one_line_and_never_hangs(tmp_path, uninterrupted, room):
+    """``python -m launch.train`` into a real small tmpfs (skipped where none can be mounted):
+    whichever write meets the full disk first — a checkpoint, ``metrics.jsonl``, the TensorBoard
+    events — the command ends (no hang: TensorBoard events are written in the caller's thread)
+    with the one-line error and no traceback (orbax's background-thread reports and TensorStore's
+    'Event loop is closed' callbacks are dropped unless ``--debug``)."""
+    mnt = tmp_path / "tmpfs"
+    one = sum(p.stat().st_blocks * 512 for p in (uninterrupted / "checkpoints" / "4").rglob("*"))
+    if not _mount_tmpfs(mnt, str(int(room * one) + 64_000)):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
+    try:
+        env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+        env.pop("XLA_FLAGS", None)
+        env.pop("UL_JAX_DEBUG", None)
+        args = ["--config", "configs/digits.py:ul_pal", "--workdir", str(mnt / "run")]
+        p = subprocess.run(
+            [sys.executable, "-m", "launch.train", *args, *TINY_CLI_OVERRIDES],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "Event loop is closed" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("python -m launch.train: error: ")
+    assert "CheckpointDiskFullError" in last or "No space left on device" in last, last

@@ -102,6 +102,37 @@ class _QuietOrbax(std_logging.Filter):
         return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
+class _DiskFullNoise(std_logging.Filter):
+    """Drops orbax's background-thread error reports of a full disk (each with a traceback):
+    the main thread then raises :class:`ul_jax.train.checkpoint.CheckpointDiskFullError`, which
+    is printed as the one line that says what happened and what to do. ``--debug`` /
+    ``UL_JAX_DEBUG=1`` keeps them."""
+
+    _MARKS = ("No space left on device", "RESOURCE_EXHAUSTED", "Disk quota exceeded")
+
+    def filter(self, record):
+        if record.levelno < std_logging.ERROR or "/orbax/" not in record.pathname:
+            return True
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + str(record.exc_info[1])
+        return not any(m in text for m in self._MARKS)
+
+
+def _quiet_closed_loop_hook(previous):
+    """A ``sys.unraisablehook`` that drops ``RuntimeError('Event loop is closed')``: TensorStore's
+    write callbacks that arrive after orbax closed its event loop, which happens when a save
+    fails (a full disk). They say nothing the one-line error does not; ``--debug`` keeps them."""
+
+    def hook(unraisable):
+        e = unraisable.exc_value
+        if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    return hook
+
+
 def distributed_kwargs(environ=os.environ) -> dict:
     """Arguments of ``jax.distributed.initialize`` from the ``UL_JAX_*`` environment variables."""
     kw = {
@@ -182,6 +213,9 @@ def main(
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         logging.get_absl_handler().addFilter(_QuietOrbax())
+        if not debug_requested(debug):
+            logging.get_absl_handler().addFilter(_DiskFullNoise())
+            sys.unraisablehook = _quiet_closed_loop_hook(sys.unraisablehook)
         from ul_jax.train.precision import apply_deterministic_ops
 
         apply_deterministic_ops(config)  # before JAX starts a backend

@@ -12,7 +12,10 @@ them: ``tensorboard --logdir WORKDIR``). Every start from step ``k`` (``k = 0``:
 opens a new event file that begins with a ``SessionLog.START`` at step ``k + 1``
 (tensorboardX's ``purge_step``), which makes TensorBoard drop the orphaned points with steps > k
 that an interrupted earlier run left in the same directory. Non-finite values, bools and lists
-are not written there (``metrics.jsonl`` has them).
+are not written there (``metrics.jsonl`` has them). Events are written synchronously, in the
+caller's thread, and flushed at every :meth:`EventFileWriter.write`: a write that fails (a full
+disk) raises there — tensorboardX's ``SummaryWriter`` writes from a thread that dies on such an
+error, after which its queue fills and the training loop would block forever.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tensorboardX import SummaryWriter
+from tensorboardX.event_file_writer import EventsWriter
+from tensorboardX.proto.event_pb2 import Event, SessionLog
+from tensorboardX.summary import scalar as scalar_summary
 
 from ul_jax.io import read_jsonl, write_text_atomic
 
 __all__ = ["EventFileWriter", "JsonlWriter", "MetricWriter", "read_jsonl"]
 
-_FLUSH_SECS = 5  # tensorboardX writes from a thread; at most this long until TensorBoard sees it
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,18 +103,22 @@ class EventFileWriter:
         while any(self.logdir.glob(f"events.out.tfevents.*{suffix}")):
             n += 1
             suffix = f".{os.getpid()}.{n}"
-        self._w = SummaryWriter(
-            str(self.logdir),
-            purge_step=resume_step + 1,
-            flush_secs=_FLUSH_SECS,
-            filename_suffix=suffix,
+        self._w = EventsWriter(str(self.logdir / "events"), suffix)  # + a file_version event
+        now, purge = time.time(), resume_step + 1
+        self._w.write_event(Event(wall_time=now, step=purge, file_version="brain.Event:2"))
+        self._w.write_event(
+            Event(wall_time=now, step=purge, session_log=SessionLog(status=SessionLog.START))
         )
+        self._w.flush()
 
     def write(self, step: int, scalars: Mapping[str, Any]) -> None:
         """Adds the finite real numbers of ``scalars`` at ``step`` (the others are left out)."""
         now = time.time()
         for tag, value in _scalars(scalars).items():
-            self._w.add_scalar(tag, value, global_step=int(step), walltime=now)
+            self._w.write_event(
+                Event(wall_time=now, step=int(step), summary=scalar_summary(tag, value))
+            )
+        self._w.flush()
 
     def close(self) -> None:
         """Writes every pending event and closes the file."""
