@@ -31,6 +31,7 @@ none.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -289,6 +290,185 @@ def _overrides_argv(fields: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # the check
 # ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Check:
+    """The state the phases of :func:`device_check` share: where to write, the deadline, the
+    child processes' environment and the summary (rewritten by :meth:`save`)."""
+
+    out: Path
+    t_start: float
+    deadline: float
+    env: dict[str, str]
+    summary: dict[str, Any]
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        self.summary["elapsed_s"] = time.monotonic() - self.t_start
+        write_json_atomic(self.out / "summary.json", self.summary, indent=1, allow_nan=True)
+
+
+def _bench_phase(
+    ck: _Check,
+    items: Sequence[tuple[str, str]],
+    *,
+    bench_end: float,
+    bench_share: float,
+    train_item: str,
+    train_batch: int,
+    bench_batch: int,
+    bench_steps: int,
+    bench_overrides: Mapping[str, Any],
+    peaks,
+) -> None:
+    """Benchmarks each ``(item, dtype)`` while the bench share of the budget lasts; a failing
+    item is recorded with its error and does not stop the check."""
+    for item, dtype in items:
+        row: dict[str, Any] = {"item": item, "dtype": dtype}
+        if time.monotonic() >= bench_end:
+            row["skipped"] = f"the bench share of the budget ({bench_share:.0%}) is spent"
+        elif ck.left() < _MIN_BENCH_S:
+            row["skipped"] = f"{ck.left():.1f} s left of the budget (< {_MIN_BENCH_S:.0f} s)"
+        else:
+            try:
+                batch = train_batch if item == train_item else bench_batch
+                row.update(
+                    _bench_one(item, batch, dtype, bench_steps, dict(bench_overrides), peaks)
+                )
+            except Exception as e:  # a failing benchmark must not stop the check
+                row["error"] = f"{type(e).__name__}: {e}"
+        ck.summary["bench"].append(row)
+        write_json_atomic(ck.out / "bench.json", ck.summary["bench"], indent=1, allow_nan=True)
+        ck.save()
+
+
+def _digits_phase(ck: _Check, overrides: Mapping[str, Any], runs_follow: bool) -> None:
+    """The digits demo through ``launch.train`` (at most half of what is left when training
+    runs follow, at most 10 min)."""
+    if ck.left() < 2 * _STARTUP_S:
+        ck.summary["digits"] = {"skipped": f"{ck.left():.0f} s left of the budget"}
+    else:
+        wd = ck.out / "digits"
+        argv = [
+            "-m",
+            "launch.train",
+            "--config",
+            str(REPO_ROOT / "configs" / "digits.py"),
+            "--workdir",
+            str(wd),
+            *_overrides_argv(dict(overrides)),
+        ]
+        limit = min(ck.left() / (2 if runs_follow else 1), 600)
+        r = _run_cli(argv, ck.out / "digits.log", limit, ck.env)
+        r.update(_final_metrics(wd))
+        r["status"] = _status(r)
+        if r["rc"] != 0:
+            r["log_tail"] = _tail(ck.out / "digits.log")
+        ck.summary["digits"] = r
+    ck.save()
+
+
+def _train_one(ck: _Check, name: str, variant: str, cfg: dict, share: float, dataset: str) -> dict:
+    """One training run of the check through ``launch.train`` with a hard deadline; returns
+    the runner's record (exit code, seconds, whether the budget stopped it) and final metrics."""
+    wd = ck.out / name
+    argv = [
+        "-m",
+        "launch.train",
+        "--config",
+        f"{REPO_ROOT / 'configs' / f'{dataset}.py'}:{variant}",
+        "--workdir",
+        str(wd),
+        *_overrides_argv(cfg),
+    ]
+    r = {"command": "python " + " ".join(argv)}
+    r.update(_run_cli(argv, ck.out / f"{name}.log", max(1.0, share - _GRACE_S * 0.25), ck.env))
+    r.update(_final_metrics(wd))
+    return r
+
+
+def _train_phase(
+    ck: _Check,
+    variants: Sequence[str],
+    *,
+    dataset: str,
+    arch: str,
+    dtype: str,
+    batch: int,
+    train_item: str,
+    overrides: Mapping[str, Any],
+    data_dir: str | None,
+) -> None:
+    """The training runs, each given an equal share of what is left, its epochs planned from
+    the benchmark (:func:`plan_training`) and recalibrated on the measured time of earlier
+    runs; skipped (with the reason) without the offline data or the time."""
+    from ul_jax.data.sources import resolve_image_folder
+
+    try:
+        data_found = resolve_image_folder(dataset, data_dir)
+    except FileNotFoundError:
+        data_found = None
+    ck.summary["train_data"] = None if data_found is None else str(data_found)
+    ref = next(
+        (
+            b
+            for b in ck.summary["bench"]
+            if b["item"] == train_item and b["dtype"] == dtype and "train_images_per_sec" in b
+        ),
+        None,
+    )
+    fields = dict(overrides)
+    per_class = int(fields.get("data.train_per_class", 0) or 0)
+    n_train = per_class * 10 if per_class else _TRAIN_IMAGES[dataset]
+    speeds = {} if ref is None else {
+        "train_img_s": ref["train_images_per_sec"],
+        "eval_img_s": ref["eval_images_per_sec"],
+        "compile_s": ref["compile_s"],
+    }  # fmt: skip
+    slowdown = 1.0
+    for k, variant in enumerate(variants):
+        name = f"{dataset}_{arch}_{variant}"
+        row: dict[str, Any] = {"name": name, "variant": variant}
+        share = ck.left() / (len(variants) - k)
+        if data_found is None:
+            row["skipped"] = (
+                f"no offline {dataset} archive (looked in --data_dir, $UL_JAX_DATA_DIR, "
+                "<repo>/../shared/data); ul_jax never downloads"
+            )
+        elif share < _STARTUP_S + 10:
+            row["skipped"] = f"{ck.left():.0f} s left of the budget for {len(variants) - k} run(s)"
+        else:
+            sizes = dict(train_images=n_train, test_images=_TEST_IMAGES[dataset], batch=batch)
+            plan = plan_training(
+                share,
+                **sizes,
+                train_img_s=speeds.get("train_img_s"),
+                eval_img_s=speeds.get("eval_img_s"),
+                compile_s=speeds.get("compile_s"),
+                slowdown=slowdown,
+            )
+            row["plan"] = plan
+            cfg = {
+                "model.arch": arch,
+                "model.dtype": dtype,
+                "batch_size": batch,
+                **{k2: v for k2, v in plan.items() if k2 != "estimate"},
+                **fields,
+            }
+            r = _train_one(ck, name, variant, cfg, share, dataset)
+            row.update(r)
+            if ref and r["rc"] == 0:  # calibrate the next plans on this run's measured time
+                slowdown = max(1.0, r["seconds"] / planned_seconds(plan, **sizes, **speeds))
+            elif r["stopped_by_budget"]:
+                slowdown *= 1.5
+            row["status"] = _status(r)
+            if r["rc"] != 0 and not r["stopped_by_budget"]:
+                row["log_tail"] = _tail(ck.out / f"{name}.log")
+        ck.summary["train"].append(row)
+        ck.save()
+
+
 def device_check(
     budget_s: float,
     out: str | Path,
@@ -309,9 +489,10 @@ def device_check(
     train_overrides: Mapping[str, Any] | None = None,
     data_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Runs the phases of the module docstring within ``budget_s`` seconds of wall time, writing
-    ``out/summary.json`` (returned) after each, the benchmark numbers to ``out/bench.json`` and
-    each training run to ``out/<name>/`` (work directory) and ``out/<name>.log``.
+    """Runs the phases of the module docstring (:func:`_bench_phase`, :func:`_digits_phase`,
+    :func:`_train_phase`) within ``budget_s`` seconds of wall time, writing ``out/summary.json``
+    (returned) after each, the benchmark numbers to ``out/bench.json`` and each training run to
+    ``out/<name>/`` (work directory) and ``out/<name>.log``.
 
     ``train_dtype`` None: bfloat16 on an accelerator, float32 on a CPU. ``bench_share``: the
     fraction of the budget the benchmark phase may start items in. ``*_overrides``: config
@@ -320,7 +501,6 @@ def device_check(
     import jax
 
     t_start = time.monotonic()
-    deadline = t_start + float(budget_s)
     if budget_s <= 0:
         raise ValueError(f"budget must be > 0 seconds; got {budget_s}")
     if not 0 < bench_share <= 1:
@@ -335,10 +515,6 @@ def device_check(
     env.setdefault("UL_JAX_PROGRESS", "log")
     if data_dir:
         env["UL_JAX_DATA_DIR"] = str(data_dir)
-
-    def left() -> float:
-        return deadline - time.monotonic()
-
     summary: dict[str, Any] = {
         "budget_s": float(budget_s),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -348,152 +524,44 @@ def device_check(
         "digits": None,
         "train": [],
     }
-    on_accel = jax.default_backend() != "cpu"
     if train_dtype is None:
-        train_dtype = "bfloat16" if on_accel else "float32"
+        train_dtype = "bfloat16" if jax.default_backend() != "cpu" else "float32"
     summary["train_dtype"] = train_dtype
-    peaks = summary["environment"]["accelerator"]
+    ck = _Check(out, t_start, t_start + float(budget_s), env, summary)
+    ck.save()
 
-    def save() -> None:
-        summary["elapsed_s"] = time.monotonic() - t_start
-        write_json_atomic(out / "summary.json", summary, indent=1, allow_nan=True)
-
-    save()
-
-    # -- bench ------------------------------------------------------------------------------
-    bench_end = t_start + bench_share * budget_s
     items = [(i, d) for i in bench for d in bench_dtypes]
     train_item = f"{train_dataset}:{train_arch}"
     if train_item not in bench:  # the training plan needs this model's throughput
         items.append((train_item, train_dtype))
-    for item, dtype in items:
-        row: dict[str, Any] = {"item": item, "dtype": dtype}
-        if time.monotonic() >= bench_end:
-            row["skipped"] = f"the bench share of the budget ({bench_share:.0%}) is spent"
-        elif left() < _MIN_BENCH_S:
-            row["skipped"] = f"{left():.1f} s left of the budget (< {_MIN_BENCH_S:.0f} s)"
-        else:
-            try:
-                batch = train_batch if item == train_item else bench_batch
-                row.update(
-                    _bench_one(item, batch, dtype, bench_steps, dict(bench_overrides or {}), peaks)
-                )
-            except Exception as e:  # a failing benchmark must not stop the check
-                row["error"] = f"{type(e).__name__}: {e}"
-        summary["bench"].append(row)
-        write_json_atomic(out / "bench.json", summary["bench"], indent=1, allow_nan=True)
-        save()
-
-    # -- digits -----------------------------------------------------------------------------
-    if digits:
-        if left() < 2 * _STARTUP_S:
-            summary["digits"] = {"skipped": f"{left():.0f} s left of the budget"}
-        else:
-            wd = out / "digits"
-            argv = [
-                "-m",
-                "launch.train",
-                "--config",
-                str(REPO_ROOT / "configs" / "digits.py"),
-                "--workdir",
-                str(wd),
-                *_overrides_argv(dict(digits_overrides or {})),
-            ]
-            # at most half of what is left when training runs follow
-            r = _run_cli(argv, out / "digits.log", min(left() / (2 if variants else 1), 600), env)
-            r.update(_final_metrics(wd))
-            r["status"] = _status(r)
-            if r["rc"] != 0:
-                r["log_tail"] = _tail(out / "digits.log")
-            summary["digits"] = r
-        save()
-
-    # -- train ------------------------------------------------------------------------------
-    from ul_jax.data.sources import resolve_image_folder
-
-    try:
-        data_found = resolve_image_folder(train_dataset, data_dir)
-    except FileNotFoundError:
-        data_found = None
-    summary["train_data"] = None if data_found is None else str(data_found)
-    ref = next(
-        (
-            b
-            for b in summary["bench"]
-            if b["item"] == train_item and b["dtype"] == train_dtype and "train_images_per_sec" in b
-        ),
-        None,
+    _bench_phase(
+        ck,
+        items,
+        bench_end=t_start + bench_share * budget_s,
+        bench_share=bench_share,
+        train_item=train_item,
+        train_batch=train_batch,
+        bench_batch=bench_batch,
+        bench_steps=bench_steps,
+        bench_overrides=bench_overrides or {},
+        peaks=summary["environment"]["accelerator"],
     )
-    fields = dict(train_overrides or {})
-    per_class = int(fields.get("data.train_per_class", 0) or 0)
-    n_train = per_class * 10 if per_class else _TRAIN_IMAGES[train_dataset]
-    slowdown = 1.0
-    for k, variant in enumerate(variants):
-        name = f"{train_dataset}_{train_arch}_{variant}"
-        row = {"name": name, "variant": variant}
-        share = left() / (len(variants) - k)
-        if data_found is None:
-            row["skipped"] = (
-                f"no offline {train_dataset} archive (looked in --data_dir, $UL_JAX_DATA_DIR, "
-                "<repo>/../shared/data); ul_jax never downloads"
-            )
-        elif share < _STARTUP_S + 10:
-            row["skipped"] = f"{left():.0f} s left of the budget for {len(variants) - k} run(s)"
-        else:
-            plan = plan_training(
-                share,
-                train_images=n_train,
-                test_images=_TEST_IMAGES[train_dataset],
-                batch=train_batch,
-                train_img_s=ref and ref["train_images_per_sec"],
-                eval_img_s=ref and ref["eval_images_per_sec"],
-                compile_s=ref and ref["compile_s"],
-                slowdown=slowdown,
-            )
-            row["plan"] = plan
-            cfg = {
-                "model.arch": train_arch,
-                "model.dtype": train_dtype,
-                "batch_size": train_batch,
-                **{k2: v for k2, v in plan.items() if k2 != "estimate"},
-                **fields,
-            }
-            wd = out / name
-            argv = [
-                "-m",
-                "launch.train",
-                "--config",
-                f"{REPO_ROOT / 'configs' / f'{train_dataset}.py'}:{variant}",
-                "--workdir",
-                str(wd),
-                *_overrides_argv(cfg),
-            ]
-            row["command"] = "python " + " ".join(argv)
-            r = _run_cli(argv, out / f"{name}.log", max(1.0, share - _GRACE_S * 0.25), env)
-            row.update(r)
-            row.update(_final_metrics(wd))
-            if ref and r["rc"] == 0:  # calibrate the next plans on this run's measured time
-                expected = planned_seconds(
-                    plan,
-                    train_images=n_train,
-                    batch=train_batch,
-                    test_images=_TEST_IMAGES[train_dataset],
-                    train_img_s=ref["train_images_per_sec"],
-                    eval_img_s=ref["eval_images_per_sec"],
-                    compile_s=ref["compile_s"],
-                )
-                slowdown = max(1.0, r["seconds"] / expected)
-            elif r["stopped_by_budget"]:
-                slowdown *= 1.5
-            row["status"] = _status(r)
-            if r["rc"] != 0 and not r["stopped_by_budget"]:
-                row["log_tail"] = _tail(out / f"{name}.log")
-        summary["train"].append(row)
-        save()
-
+    if digits:
+        _digits_phase(ck, digits_overrides or {}, runs_follow=bool(variants))
+    _train_phase(
+        ck,
+        variants,
+        dataset=train_dataset,
+        arch=train_arch,
+        dtype=train_dtype,
+        batch=train_batch,
+        train_item=train_item,
+        overrides=train_overrides or {},
+        data_dir=data_dir,
+    )
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     summary["within_budget"] = time.monotonic() - t_start <= budget_s + _GRACE_S
-    save()
+    ck.save()
     return summary
 
 
