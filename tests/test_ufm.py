@@ -1239,3 +1239,81 @@ class SimulatorsUnderJitTest(chex.TestCase):
             assert rel_err(ref, (H0, W0, b0)) > 0.1
             naive = naive_gd(H0, W0, b0, lrs, 0.05, 3.0, 0.2, 0.5)
             assert rel_err(ref, naive) < 1e-12
+
+
+# ------------------------------------------------------------------------------------------------
+# optax: schedules as rates, RLR as a gradient transformation (features are the parameters)
+# ------------------------------------------------------------------------------------------------
+
+
+def _optax_descent(H0, W, schedule, steps, gamma, tx_first=()):
+    """GD on the unhinged loss of Ĥ = H/‖H‖ (b = 0) driven by optax: the gradient by autodiff
+    of the dense loss, the update by ``optax.chain(*tx_first, optax.sgd(schedule))``."""
+    import optax
+
+    tx = optax.chain(*tx_first, optax.sgd(schedule))
+    grad = jax.grad(
+        lambda H: dense_loss(H / jnp.linalg.norm(H, axis=0), W, jnp.zeros(W.shape[1]), gamma)
+    )
+    state, H = tx.init(H0), H0
+    for _ in range(steps):
+        u, state = tx.update(grad(H), state, H)
+        H = optax.apply_updates(H, u)
+    return H
+
+
+@pytest.mark.parametrize("rescaled", [False, True])
+def test_spherical_descent_equals_the_optax_path(rescaled):
+    """eq. (19) and its rescaled variant: ``spherical_descent`` with an optax cosine schedule
+    equals optax's SGD on the normalized-feature loss, with RLR as
+    ``objectives.scale_by_feature_norm`` (rows of the H-gradient scaled by ‖h_i‖)."""
+    import optax
+
+    from ul_jax.objectives import scale_by_feature_norm
+
+    H0, _, _ = _model(3)
+    W = _etf(4)
+    steps, gamma = 40, 0.25
+    schedule = optax.cosine_decay_schedule(0.3, steps)
+    ours = ufm.spherical_descent(H0, W, schedule, gamma=gamma, rescaled=rescaled, num_steps=steps)
+    ref = _optax_descent(
+        H0, W, schedule, steps, gamma, (scale_by_feature_norm(),) if rescaled else ()
+    )
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=1e-11, atol=1e-12)
+    # the schedule's rates as an array give the same iterate (today's path)
+    rates = ufm.schedule_rates(schedule, steps)
+    np.testing.assert_allclose(rates[:3], [schedule(0), schedule(1), schedule(2)])
+    same = ufm.spherical_descent(H0, W, rates, gamma=gamma, rescaled=rescaled)
+    np.testing.assert_array_equal(np.asarray(same), np.asarray(ours))
+
+
+def test_simulators_take_optax_schedules():
+    import optax
+
+    H0, W0, b0 = _model(5)
+    steps = 25
+    sched = optax.warmup_cosine_decay_schedule(0.0, 0.2, 5, steps)
+    rates = ufm.schedule_rates(sched, steps)
+    for fn, args, kw in (
+        (ufm.gradient_descent, (H0, W0, b0), {"gamma": 0.25, "s": 2.0}),
+        (ufm.anchored_descent, (H0, _etf(2)), {"gamma": 0.25, "weight_decay": 1e-2}),
+    ):
+        a = fn(*args, sched, num_steps=steps, **kw)
+        b = fn(*args, rates, **kw)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    with pytest.raises(ValueError, match="pass num_steps=S"):
+        ufm.gradient_descent(H0, W0, b0, sched, gamma=0.25)
+    with pytest.raises(ValueError, match="num_steps=3 but lrs has shape"):
+        ufm.gradient_descent(H0, W0, b0, rates, gamma=0.25, num_steps=3)
+
+
+def test_scale_by_feature_norm_needs_params():
+    from ul_jax.objectives import scale_by_feature_norm
+
+    tx = scale_by_feature_norm()
+    H = jnp.array([[3.0, 0.0], [4.0, 2.0]])
+    u, _ = tx.update(jnp.ones_like(H), tx.init(H), H)
+    np.testing.assert_allclose(np.asarray(u), [[5.0, 2.0], [5.0, 2.0]])
+    with pytest.raises(ValueError, match="needs params"):
+        tx.update(jnp.ones_like(H), tx.init(H))

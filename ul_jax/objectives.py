@@ -14,7 +14,13 @@ Reductions (documented choices):
   * RLR (Sec. 4.3, footnote 15) weights each example's loss by ``stop_gradient(‖h_i‖)``: the
     gradient step is then SGD with the per-example learning rate ``η‖h_i‖``; with normalized
     features (FNPAL) this cancels the ``1/‖h_i‖`` of the normalization's Jacobian (eq. 19 vs its
-    rescaled variant).
+    rescaled variant). In a deep net this loss weight is the *exact* RLR: the update of the shared
+    parameters is a sum over the batch of per-example terms, and only a weight inside that sum can
+    give each example its own rate — an optax transformation sees the already-summed gradient and
+    cannot rescale per example. Where the features *are* the parameters (the layer-peeled model,
+    ``H`` of shape ``(p, C·N)``), each column's gradient is its own example's, and RLR is the
+    gradient transformation :func:`scale_by_feature_norm` (``optax.chain(scale_by_feature_norm(),
+    optax.sgd(schedule))`` reproduces ``ul_jax.ufm.spherical_descent(rescaled=True)``, tested).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ __all__ = [
     "LOSSES",
     "per_example_loss",
     "rlr_weights",
+    "scale_by_feature_norm",
     "classification_objective",
     "make_optimizer",
     "weight_decay_mask",
@@ -61,6 +68,32 @@ def per_example_loss(name: str, logits: Array, labels: Array, gamma: float | Non
     if name == "ul":
         return losses.unhinged_loss(logits, labels, gamma)
     return LOSSES[name](logits, labels)
+
+
+def scale_by_feature_norm(axis: int = 0) -> optax.GradientTransformation:
+    """RLR as a gradient transformation, for parameters that *are* features (Sec. 4.3): each
+    update ``u`` is multiplied by ``‖P‖`` taken along ``axis`` of its parameter ``P`` (the
+    current, pre-update value), ``u ← u · ‖P‖_axis``. For the layer-peeled ``H`` of shape
+    ``(p, C·N)`` with ``axis=0`` every column ``h_i``'s gradient is scaled by ``‖h_i‖``, so
+    ``optax.chain(scale_by_feature_norm(), optax.sgd(η))`` steps ``h_i ← h_i − η(t)‖h_i‖ g_i``.
+    Needs ``params`` in ``update``; stateless. Deep nets use :func:`rlr_weights` instead
+    (module docstring: why)."""
+
+    def init(params):
+        del params
+        return optax.EmptyState()
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("scale_by_feature_norm needs params (the features) in update()")
+        scaled = jax.tree.map(
+            lambda u, p: u * jnp.linalg.norm(p, axis=axis, keepdims=True).astype(u.dtype),
+            updates,
+            params,
+        )
+        return scaled, state
+
+    return optax.GradientTransformation(init, update)
 
 
 def rlr_weights(features: Array) -> Array:

@@ -667,6 +667,26 @@ def _check_metrics_fn(metrics_fn: Any) -> None:
         raise ValueError(f"metrics_fn must be callable, got {metrics_fn!r}")
 
 
+def schedule_rates(schedule: Callable[[Array], Any], num_steps: int) -> Array:
+    """The per-step rates ``η_k = schedule(k)``, k = 0..num_steps−1, of a step → rate function
+    (an optax schedule, e.g. ``optax.cosine_decay_schedule(0.1, S)``) as the ``(S,)`` array the
+    simulators and :func:`gd_closed_form` take (``lrs=``); every simulator also accepts the
+    schedule itself with ``num_steps=S``."""
+    n = _check_int("num_steps", num_steps, minimum=1)
+    return jnp.asarray(jax.vmap(schedule)(jnp.arange(n)))
+
+
+def _as_lrs(lrs: Any, num_steps: int | None) -> Any:
+    """``lrs`` as an array: a schedule (callable) needs ``num_steps``; an array must not get it."""
+    if callable(lrs):
+        if num_steps is None:
+            raise ValueError("lrs is a schedule (callable): pass num_steps=S as well")
+        return schedule_rates(lrs, num_steps)
+    if num_steps is not None and np.shape(lrs) != (num_steps,):
+        raise ValueError(f"num_steps={num_steps} but lrs has shape {np.shape(lrs)}")
+    return lrs
+
+
 def _check_lrs(lrs: Any, name: str = "lrs") -> None:
     if np.ndim(lrs) != 1:
         raise ValueError(f"{name} must be a 1-D array of per-step rates, got shape {np.shape(lrs)}")
@@ -771,7 +791,7 @@ def gradient_descent(
     H0: ArrayLike,
     W0: ArrayLike,
     b0: ArrayLike,
-    lrs: ArrayLike,
+    lrs: ArrayLike | Callable[[Array], Any],
     *,
     gamma: ArrayLike,
     s: ArrayLike = 1.0,
@@ -779,6 +799,7 @@ def gradient_descent(
     record_every: int | None = None,
     reference: tuple[ArrayLike, ArrayLike] | None = None,
     metrics_fn: Callable[[Array, Array, Array], dict[str, Array]] | None = None,
+    num_steps: int | None = None,
 ):
     """Plain gradient descent on eq. (2)/(11) with per-step rates (the discrete eq. 5/12).
 
@@ -788,7 +809,8 @@ def gradient_descent(
     (p, C) + the shrinking within-class part of H0): O(pC) work per step, O(pCN) per record.
 
     Args:
-      H0 (p, C*N), W0 (p, C), b0 (C,); lrs (S,) per-step η₂ (H uses s·η₂).
+      H0 (p, C*N), W0 (p, C), b0 (C,); lrs (S,) per-step η₂ (H uses s·η₂), or a schedule
+        ``k → η₂(k)`` (e.g. optax's) with ``num_steps=S`` (:func:`schedule_rates`).
       gamma, s, weight_decay: as in :func:`flow_closed_form` (may be traced).
       record_every: None, or an int r: record metrics at steps 0, r, 2r, ... (nested scan, memory
         O(S/r)); trailing S mod r steps run after the last record.
@@ -801,6 +823,7 @@ def gradient_descent(
     ``z_norm`` (√(‖H‖²+‖W‖²)), ``h_norm``, ``w_norm`` [, ``dist_to_reference``] — or ``step``
     and the keys of ``metrics_fn``.
     """
+    lrs = _as_lrs(lrs, num_steps)  # an optax-style schedule → its (num_steps,) rates
     H0, W0, b0 = jnp.asarray(H0), jnp.asarray(W0), jnp.asarray(b0)
     _, _, N = _check_model(H0, W0, b0, names=("H0", "W0", "b0"))
     _check_lrs(lrs)
@@ -1004,12 +1027,13 @@ _anchored_sim = jax.jit(_anchored_sim_impl, static_argnames=("N", "record_every"
 def anchored_descent(
     H0: ArrayLike,
     W: ArrayLike,
-    lrs: ArrayLike,
+    lrs: ArrayLike | Callable[[Array], Any],
     *,
     gamma: ArrayLike,
     weight_decay: ArrayLike,
     record_every: int | None = None,
     metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
+    num_steps: int | None = None,
 ):
     """Gradient descent on the discrete eq. (16) with W fixed: ``H ← H + η_k(WM − λH)``.
 
@@ -1020,6 +1044,7 @@ def anchored_descent(
     (cosine of h_{i,c} with its Theorem 6 target column g_c ∝ (1+γ)w_c − γΣ_j w_j), or ``step``
     and the keys of ``metrics_fn(H)`` if given (not jitted here).
     """
+    lrs = _as_lrs(lrs, num_steps)  # an optax-style schedule → its (num_steps,) rates
     H0, W = jnp.asarray(H0), jnp.asarray(W)
     _, _, N = _check_model(H0, W, names=("H0", "W", "b"))
     _check_lrs(lrs)
@@ -1074,12 +1099,13 @@ _spherical_sim = jax.jit(_spherical_sim_impl, static_argnames=("N", "record_ever
 def spherical_descent(
     H0: ArrayLike,
     W: ArrayLike,
-    lrs: ArrayLike,
+    lrs: ArrayLike | Callable[[Array], Any],
     *,
     gamma: ArrayLike,
     rescaled: bool = False,
     record_every: int | None = None,
     metrics_fn: Callable[[Array], dict[str, Array]] | None = None,
+    num_steps: int | None = None,
 ):
     """Gradient descent on normalized features with fixed prototypes, eq. (19) (Theorem 7).
 
@@ -1094,6 +1120,7 @@ def spherical_descent(
     where ĝ_c = ŵ_c when W1 = 0 — or ``step`` and the keys of ``metrics_fn(H)`` if given (not
     jitted here).
     """
+    lrs = _as_lrs(lrs, num_steps)  # an optax-style schedule → its (num_steps,) rates
     H0, W = jnp.asarray(H0), jnp.asarray(W)
     _, _, N = _check_model(H0, W, names=("H0", "W", "b"))
     _check_lrs(lrs)

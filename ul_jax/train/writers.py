@@ -37,7 +37,6 @@ from ul_jax.io import read_jsonl, write_text_atomic
 __all__ = ["EventFileWriter", "JsonlWriter", "MetricWriter", "read_jsonl"]
 
 
-
 # --------------------------------------------------------------------------------------------
 # JSON lines
 # --------------------------------------------------------------------------------------------
