@@ -238,3 +238,40 @@ def test_load_config_file(tmp_path, monkeypatch):
         load_config_file("configs/digits")
     with pytest.raises(FileNotFoundError, match="nope.py"):
         load_config_file("configs/nope.py")
+
+
+def test_fill_defaults_is_the_one_place_a_missing_field_gets_its_default():
+    """A config saved before optional fields existed gets the table's defaults, once (also a
+    locked ConfigDict); no code outside ul_jax/config.py reads a field with a fallback."""
+    import ast
+    from pathlib import Path
+
+    import ml_collections
+
+    from configs import digits
+    from ul_jax.config import FIELDS, fill_defaults, get_field
+
+    c = digits.get_config("ul_pal")
+    old = c.to_dict()
+    optional = [f for f in FIELDS if f.optional]
+    for f in optional:
+        parent, _, leaf = f.name.rpartition(".")
+        (old[parent] if parent else old).pop(leaf, None)
+    stored = ml_collections.ConfigDict(old)
+    stored.lock()
+    fill_defaults(stored)
+    for f in optional:
+        assert get_field(stored, f.name) == f.default, f.name
+    root = Path(__file__).resolve().parents[1] / "ul_jax"
+    fallbacks = []
+    for path in root.rglob("*.py"):
+        if path.name == "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", getattr(node.func, "attr", None)) == "get_field"
+                and len(node.args) + len(node.keywords) > 2
+            ):
+                fallbacks.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not fallbacks, f"get_field(..., default) outside ul_jax/config.py: {fallbacks}"

@@ -528,6 +528,26 @@ def set_field(config: Any, dotted: str, value: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # checks and descriptions
 # ---------------------------------------------------------------------------------------------
+def fill_defaults(config: Any) -> Any:
+    """Adds every optional field of :data:`FIELDS` that ``config`` lacks (a config saved before
+    the field existed) with the table's default, in place, and returns ``config``. The one place
+    a missing field gets its default: :func:`load_config_file` and
+    :func:`ul_jax.train.validate_config` (every run, resume and evaluation) call it, so the code
+    that uses a field reads it plainly."""
+    absent = object()
+    for f in FIELDS:
+        if not f.optional or get_field(config, f.name, absent) is not absent:
+            continue
+        parent, _, leaf = f.name.rpartition(".")
+        node = get_field(config, parent) if parent else config
+        if hasattr(node, "unlocked") and getattr(node, "is_locked", False):
+            with node.unlocked():
+                node[leaf] = f.default
+        else:
+            node[leaf] = f.default
+    return config
+
+
 def check_fields(config: Any) -> None:
     """Checks every field of :data:`FIELDS` that has a rule, in table order.
 
@@ -563,7 +583,9 @@ def effective_efr_weight(config: Any, num_train: int | None) -> float:
     """
     return efr_weight_from(
         get_field(config, "objective.efr_weight"),
-        get_field(config, "objective.efr_convention", "batch_sum"),
+        get_field(
+            config, "objective.efr_convention", FIELDS_BY_NAME["objective.efr_convention"].default
+        ),
         int(get_field(config, "batch_size")),
         num_train,
     )
@@ -632,7 +654,7 @@ def load_config_file(
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    config = module.get_config(*([arg] if colon else []))
+    config = fill_defaults(module.get_config(*([arg] if colon else [])))
     for dotted, value in (overrides or {}).items():
         set_field(config, dotted, value)
     if seed is not None:

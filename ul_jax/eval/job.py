@@ -329,7 +329,7 @@ def _run_info(
         "loss": c.objective.loss,
         # the EFR λ as the config states it, how it is read, and the batch-sum λ_b trained with
         "efr_weight": float(c.objective.efr_weight),
-        "efr_convention": str(get_field(c, "objective.efr_convention", "batch_sum")),
+        "efr_convention": str(get_field(c, "objective.efr_convention")),
         "efr_lambda_b": effective_efr_weight(c, num_train),
         "num_train": int(num_train),
         "rlr": bool(c.objective.rlr),

@@ -231,7 +231,7 @@ def _train_and_evaluate(
     refuse_fresh_start(workdir, stored, config, sched.first_ckpt)  # before compiling
     mesh = uldata.data_mesh()
     fns = compile_run(config, data, sched.total, sched.steps_per_epoch, mesh)
-    group_grad_every = int(get_field(config, "group_grad_every", 0) or 0)
+    group_grad_every = int(get_field(config, "group_grad_every"))
     group_grad_fn = (
         group_grad.jit_group_gradients(
             fns.model,
@@ -278,9 +278,7 @@ def _train_and_evaluate(
             )
         progress = _Progress.resumed(resumed, start, ckpt.path(start) if start > 0 else None)
         bar = ProgressBar(start, sched.total) if show_bar else None
-        profiler = _StepProfiler(
-            get_field(config, "profile_steps", None), workdir / "profile", is_main
-        )
+        profiler = _StepProfiler(get_field(config, "profile_steps"), workdir / "profile", is_main)
         loop = _Loop(
             config,
             sched,
@@ -321,7 +319,7 @@ def _evaluator(config, data: TrainData, eval_fn, mesh) -> Callable[[Any], dict[s
     """
     layout = uldata.batch_layout(config.eval_batch_size)
     t6 = theorem6_scale_from(config, data.num_classes, data.num_train)
-    on_train = bool(get_field(config, "eval_train_split", False))
+    on_train = bool(get_field(config, "eval_train_split"))
     if on_train and data.train_eval_batches is None:
         raise ValueError(
             f"eval_train_split=True needs an in-memory training set; data.name="

@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 
 from ul_jax import data as uldata
-from ul_jax.config import effective_efr_weight, get_field
+from ul_jax.config import effective_efr_weight
 from ul_jax.data.registry import num_classes
 from ul_jax.models import build_model
 from ul_jax.objectives import make_optimizer
@@ -73,10 +73,11 @@ class TrainData:
     class_counts: np.ndarray | None = None
 
 
-# streamed datasets (the registry's ``streamed``): loader factory ``(split, *, train, seed,
-# data_dir, image_size, resize_size, num_threads, num_workers)`` and its normalization
+# streamed datasets (the registry's ``streamed``): the names in ul_jax.data of the loader factory
+# ``(split, *, train, seed, data_dir, image_size, resize_size, num_threads, num_workers)`` and of
+# its normalization constants (looked up when a run starts)
 STREAMING_LOADERS = {
-    "imagenet100": (uldata.make_imagenet100_loader, uldata.IMAGENET_MEAN, uldata.IMAGENET_STD),
+    "imagenet100": ("make_imagenet100_loader", "IMAGENET_MEAN", "IMAGENET_STD"),
 }
 
 
@@ -90,14 +91,14 @@ def load_train_data(config) -> TrainData:
                 f"data.name={d.name!r} is a streamed dataset (ul_jax.data.registry) without a "
                 f"streaming loader; known: {sorted(STREAMING_LOADERS)}"
             )
-        make, mean, std = STREAMING_LOADERS[d.name]
+        make, mean, std = (getattr(uldata, n) for n in STREAMING_LOADERS[d.name])
         size = d.image_size or spec.image_size
         kw = dict(
             data_dir=d.data_dir,
             image_size=size,
             resize_size=round(size * 256 / 224),
             num_threads=d.num_threads,
-            num_workers=int(get_field(d, "num_workers", 0) or 0),
+            num_workers=int(d.num_workers or 0),
         )
         train = make("train", train=True, seed=config.seed, **kw)
         test = make(spec.eval_split, train=False, seed=config.seed, **kw)
@@ -113,8 +114,8 @@ def load_train_data(config) -> TrainData:
             test.eval_batches,
         )
     kw = dict(source=d.source, data_dir=d.data_dir, image_size=d.image_size, seed=d.seed)
-    per_class = int(get_field(d, "validation_per_class", 0) or 0)
-    n_max = int(get_field(d, "train_per_class", 0) or 0)
+    per_class = int(d.validation_per_class or 0)
+    n_max = int(d.train_per_class or 0)
     train = uldata.load_dataset(d.name, "train", **kw)
     val = None
     if per_class > 0:
@@ -306,44 +307,39 @@ _COMPILED: collections.OrderedDict = collections.OrderedDict()
 
 def compile_run(config, data: TrainData, total: int, spe: int, mesh) -> Compiled:
     """The :class:`Compiled` functions of a run, cached per process on everything they are
-    built from, so a second run of the same setup in one process (a resume in a notebook or a
-    test) does not compile again."""
+    built from — the frozen :class:`StepConfig` (which already folds in the EFR reading, the
+    normalization and the augmentation), the model / head / optimizer sections, the seed, the
+    schedule's length, the image shape and the mesh — so a second run of the same setup in one
+    process (a resume in a notebook or a test) does not compile again."""
     efr = efr_weight_used(config, data)
     if float(config.objective.efr_weight) or efr:
         logging.info(
             "EFR: objective.efr_weight=%g read as %s (n=%d training images, global batch B=%d)"
             " -> lambda_b=%.6g on the sum over the batch of ||h_i||^2",
             float(config.objective.efr_weight),
-            get_field(config, "objective.efr_convention", "batch_sum"),
+            config.objective.efr_convention,
             data.num_train,
             config.batch_size,
             efr,
         )
-    key = json.dumps(
-        {
-            "efr_weight_used": efr,  # a dataset_sum λ depends on n and B, not only on the config
-            "sections": {
-                k: config[k].to_dict() for k in ("model", "head", "objective", "optimizer")
-            },
-            "data": [config.data.augment, config.data.crop_padding],
-            "seed": config.seed,
-            "debug": config.debug_nonfinite_at_step,
-            "total": total,
-            "spe": spe,
-            "classes": data.num_classes,
-            "shape": list(data.image_shape),
-            "mean": list(data.mean),
-            "std": list(data.std),
-            "mesh": [d.id for d in mesh.devices.flat],
-        },
-        sort_keys=True,
+    step_cfg = step_config_from(config, data)  # frozen: loss, γ, λ_b, RLR, normalization, ...
+    key = (
+        step_cfg,
+        json.dumps(
+            {k: config[k].to_dict() for k in ("model", "head", "optimizer")}, sort_keys=True
+        ),
+        config.seed,  # the init and the augmentation keys
+        total,
+        spe,
+        data.num_classes,
+        tuple(data.image_shape),
+        tuple(d.id for d in mesh.devices.flat),
     )
     if key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
     model = build_model_from_config(config, data.num_classes)
     tx, schedule = build_optimizer_from_config(config, total, spe)
-    step_cfg = step_config_from(config, data)
     fns = Compiled(
         model,
         tx,

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from ul_jax.config import AUGMENTS, HEADS, bad_value, check_fields, get_field
+from ul_jax.config import AUGMENTS, HEADS, bad_value, check_fields, fill_defaults, get_field
 from ul_jax.data import registry
 from ul_jax.data.registry import NUM_CLASSES
 from ul_jax.models import feature_dim
@@ -37,6 +37,7 @@ def validate_config(config: Any, device_count: int | None = None) -> None:
     Raises:
       ValueError: the first bad field, named with its value and what it must be.
     """
+    fill_defaults(config)  # fields a config saved before they existed lacks: the table's default
     num_classes = num_classes_of(config)
     check_fields(config)
     _check_dataset_rules(config)
@@ -71,7 +72,7 @@ def _check_dataset_rules(config: Any) -> None:
             f"'none' for {name} (random-resized-crop + flip run on the host loader)",
         )
     for field in ("data.validation_per_class", "data.train_per_class"):
-        if v := get_field(config, field, 0):
+        if v := get_field(config, field):
             raise bad_value(field, v, f"0 for data.name={name!r} (streamed)")
 
 

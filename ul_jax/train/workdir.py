@@ -163,7 +163,7 @@ def prepare_workdir(workdir: Path, config) -> dict[str, Any] | None:
 def refuse_fresh_start(workdir: Path, stored, config, first_ckpt: int) -> None:
     """Raises :class:`NoUsableCheckpointError` if there is nothing to resume, ``restart`` is off
     and a fresh start would discard an earlier run's progress (checked before compiling)."""
-    if checkpoint_steps(workdir) or get_field(config, "restart", False):
+    if checkpoint_steps(workdir) or get_field(config, "restart"):
         return
     problem = _fresh_start_problem(workdir, stored, config, first_ckpt, [])
     if problem is not None:
@@ -252,7 +252,7 @@ def start_or_resume(config, workdir: Path, template, first_ckpt: int, total: int
     """``(checkpointer, state, start_step, extra)``: the newest usable checkpoint restored, or
     ``template`` at step 0 (see steps 4 of the module docstring)."""
     ckpt = Checkpointer(workdir / "checkpoints", keep=config.keep_checkpoints)
-    restart = bool(get_field(config, "restart", False))
+    restart = bool(get_field(config, "restart"))
     try:
         stored = load_config(workdir)
         changed, step, state, damaged = [], None, template, []
