@@ -6,18 +6,19 @@
 
 * ``FIG_DIR/results_<suite>.json``: per run and seed the status, headline metrics and curves,
   the sections (table, verdict, figures) and the timing;
-* the figures of the first-pass claims (:mod:`ul_jax.paper.figures`) and of the second-pass
-  sections (:data:`ul_jax.paper.second_pass.FIGURES`);
-* the markdown tables (mean ± sample std over the finished seeds) and a one-line verdict per
-  claim (:mod:`ul_jax.paper.claims`, :data:`ul_jax.paper.second_pass.SECTIONS`) into the marked
-  blocks of the docs file (:func:`ul_jax.paper.docs.update_docs`), unless no run folder exists.
+* for every section of the one registry :data:`SECTIONS` that some run names (the first pass's
+  claims, the second pass's sections, the long-tailed and terminal-phase ones), its figures and
+  its markdown table (mean ± sample std over the finished seeds) with a one-line verdict, into
+  the marked blocks of the docs file (:func:`ul_jax.paper.docs.update_docs`), unless no run
+  folder exists.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,32 +44,44 @@ _log = logging.getLogger(__name__)
 FIG_DIR = REPO_ROOT / "figures" / "reproduction"
 
 
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One section of the report: ``table(res, runs, seeds) → (markdown table, verdict line)``
+    and its figures, ``((file name after "<suite>_", fig(res, runs, path) → written name or
+    None), ...)``."""
+
+    table: Callable[..., tuple[str, str]]
+    figures: tuple[tuple[str, Callable[..., str | None]], ...] = ()
+
+
+def _registry() -> dict[str, Section]:
+    """The one registry of report sections, in document order: the first pass's five claims
+    (:mod:`ul_jax.paper.claims`), the second pass's (:mod:`ul_jax.paper.second_pass`), the
+    long-tailed and calibration ones (:mod:`ul_jax.paper.long_tail`) and the terminal-phase
+    settings (:mod:`ul_jax.paper.terminal`). A run takes part in every section its ``claims``
+    name."""
+    reg = {c: Section(fn, FIGURES[c]) for c, fn in CLAIM_FNS.items()}
+    for mod in (second_pass, long_tail, terminal):
+        reg.update({k: Section(fn, tuple(mod.FIGURES[k])) for k, fn in mod.SECTIONS.items()})
+    return reg
+
+
+SECTIONS: dict[str, Section] = _registry()
+
+
 def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str, out: Path) -> dict:
-    """``{claim: {"table", "verdict", "figures"}}`` for every claim some run lists: the five
-    first-pass claims, then the second-pass sections (and the λ-convention table with them)."""
+    """``{section: {"table", "verdict", "figures"}}`` for every section of :data:`SECTIONS` some
+    run lists (and the λ-convention table with the second pass's)."""
     sections: dict[str, dict[str, Any]] = {}
-    for claim, fn in CLAIM_FNS.items():
-        rs = _by(runs, claim)
+    for name, sec in SECTIONS.items():
+        rs = _by(runs, name)
         if not rs:
             continue
-        table, verdict = fn(res, rs, seeds)
-        files = []
-        if claim in FIGURES:
-            name, fig = FIGURES[claim]
-            f = fig(res, rs, fig_dir / f"{suite}_{name}")
-            if f:
-                files.append(f)
-        if claim == "claim5":
+        table, verdict = sec.table(res, rs, seeds)
+        files = [f for stem, fig in sec.figures if (f := fig(res, rs, fig_dir / f"{suite}_{stem}"))]
+        if name == "claim5":  # its figures are the runs' own OOD histograms, copied
             files += _copy_ood_hists(res, rs, fig_dir, suite, out)
-        sections[claim] = {"table": table, "verdict": verdict, "figures": files}
-    for claim, fn in {**second_pass.SECTIONS, **long_tail.SECTIONS, **terminal.SECTIONS}.items():
-        rs = _by(runs, claim)
-        if not rs:
-            continue
-        table, verdict = fn(res, rs, seeds)
-        figures = {**second_pass.FIGURES, **long_tail.FIGURES, **terminal.FIGURES}[claim]
-        files = [f for name, fig in figures if (f := fig(res, rs, fig_dir / f"{suite}_{name}"))]
-        sections[claim] = {"table": table, "verdict": verdict, "figures": files}
+        sections[name] = {"table": table, "verdict": verdict, "figures": files}
     if any(_by(runs, c) for c in second_pass.SECTIONS):
         sections["conventions"] = {
             "table": second_pass.conventions_table(),
