@@ -141,6 +141,8 @@ _STEP_CODE = """
 import json, os, sys
 import numpy as np
 sys.path.insert(0, 'tests')
+from ul_jax.console import apply_cpu_defaults
+apply_cpu_defaults()  # as every launch command (and tests/conftest.py) does, before JAX starts
 from helpers import tiny_config
 import jax, jax.numpy as jnp
 from ul_jax import train as T

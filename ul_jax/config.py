@@ -539,7 +539,9 @@ def fill_defaults(config: Any) -> Any:
         if not f.optional or get_field(config, f.name, absent) is not absent:
             continue
         parent, _, leaf = f.name.rpartition(".")
-        node = get_field(config, parent) if parent else config
+        node = get_field(config, parent, None) if parent else config
+        if node is None:  # not a training config's section: nothing to fill
+            continue
         if hasattr(node, "unlocked") and getattr(node, "is_locked", False):
             with node.unlocked():
                 node[leaf] = f.default
@@ -654,7 +656,9 @@ def load_config_file(
     module_spec = importlib.util.spec_from_file_location(f"_config_{file.stem}", file)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    config = fill_defaults(module.get_config(*([arg] if colon else [])))
+    config = module.get_config(*([arg] if colon else []))
+    if all(k in config for k in ("data", "model", "objective")):  # a training config
+        fill_defaults(config)
     for dotted, value in (overrides or {}).items():
         set_field(config, dotted, value)
     if seed is not None:

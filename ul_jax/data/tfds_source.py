@@ -90,14 +90,15 @@ def _not_prepared(name: str, split: str, data_dir: str | None, cause: Exception)
 def _quiet_absl():
     """absl logging at ERROR for the duration (tfds logs its own warnings before an error
     that :func:`open_data_source` turns into one line)."""
-    from absl import logging as absl_logging
+    import logging
 
-    old = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.ERROR)
+    absl_logger = logging.getLogger("absl")
+    old = absl_logger.level  # restored exactly (NOTSET stays NOTSET: the root's level applies)
+    absl_logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        absl_logging.set_verbosity(old)
+        absl_logger.setLevel(old)
 
 
 def open_data_source(
