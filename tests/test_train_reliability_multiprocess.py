@@ -26,7 +26,7 @@ from ul_jax.train import read_jsonl, restore_checkpoint
 from ul_jax.train.checkpoint import fingerprint_digest, state_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
-TOTAL = 200
+TOTAL = 100
 OVERRIDES = [
     "--config.data.image_size=8",
     "--config.data.crop_padding=1",
@@ -35,8 +35,8 @@ OVERRIDES = [
     "--config.eval_batch_size=128",
     f"--config.num_train_steps={TOTAL}",
     "--config.log_every=5",
-    "--config.eval_every=100",
-    "--config.checkpoint_every=50",
+    "--config.eval_every=50",
+    "--config.checkpoint_every=25",
     "--config.keep_checkpoints=5",
 ]
 HEARTBEAT_S = 10
@@ -129,10 +129,10 @@ def _wait_for_lines(procs, workdir: Path, n: int, timeout=240):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """A two-process run stopped at step 100, then resumed by two new processes to the end."""
+    """A two-process run stopped at step 50, then resumed by two new processes to the end."""
     root = tmp_path_factory.mktemp("mp")
     work, cache = root / "ref", root / "xla_cache"
-    first = _finish_pair(_start_pair(work, ["--until_step", "100"], cache))
+    first = _finish_pair(_start_pair(work, ["--until_step", "50"], cache))
     second = _finish_pair(_start_pair(work, [], cache))
     for rc, err in first + second:
         assert rc == 0, err[-3000:]
@@ -142,14 +142,14 @@ def reference(tmp_path_factory):
 def test_processes_hold_identical_replicas_through_checkpoint_and_restore(reference):
     work, _, first, second = reference
     d0, d1 = _digests(first[0][1]), _digests(first[1][1])
-    assert sorted(d0) == [50, 100] and d0 == d1  # agreed at every save, both sides
+    assert sorted(d0) == [25, 50] and d0 == d1  # agreed at every save, both sides
     e0, e1 = _digests(second[0][1]), _digests(second[1][1])
-    assert sorted(e0) == [150, 200] and e0 == e1
-    assert "resumed from" in second[0][1] and "at step 100 of 200" in second[0][1]
+    assert sorted(e0) == [75, 100] and e0 == e1
+    assert "resumed from" in second[0][1] and "at step 50 of 100" in second[0][1]
     # the digest both processes agreed on at the end is the one of the checkpoint's bytes
     _, state, _ = restore_checkpoint(work)
     assert int(state.step) == TOTAL
-    assert fingerprint_digest(state_fingerprint(state))[:16] == e0[200]
+    assert fingerprint_digest(state_fingerprint(state))[:16] == e0[TOTAL]
     rows = read_jsonl(work / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(5, TOTAL + 1, 5))  # once each, process 0
 
@@ -204,7 +204,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(refer
     ref, cache, _, _ = reference
     work = tmp_path / "run"
     procs = _start_pair(work, cache=cache)
-    _wait_for_lines(procs, work, 12)  # past the checkpoint at step 50
+    _wait_for_lines(procs, work, 7)  # past the checkpoint at step 25
     procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
     results = _finish_pair(procs, timeout=BOUND_S)
     steps = []
@@ -213,7 +213,7 @@ def test_sigterm_to_one_process_stops_both_at_one_step_and_resumes_exactly(refer
         m = re.search(rf"process {pid}/2: preempted at step (\d+), checkpoint written", err)
         assert m, err[-3000:]
         steps.append(int(m.group(1)))
-    assert steps[0] == steps[1] and 60 <= steps[0] < TOTAL
+    assert steps[0] == steps[1] and 35 <= steps[0] < TOTAL
     step = steps[0]
     assert f"saved checkpoint {work / 'checkpoints' / str(step)}" in results[0][1]
     assert (work / "checkpoints" / str(step)).is_dir()
