@@ -146,13 +146,17 @@ def test_files_written(run, result):
 
 
 def test_top1_equals_training_loop_eval(run, result):
+    """One implementation per metric: the loop's evaluation (``eval_step`` → the streaming
+    accumulators) and the job agree on the same (final) checkpoint."""
     _, out = run
     c = result["classification"]
     assert c["num_examples"] == out["eval/count"] == 450
     assert c["top1"] == pytest.approx(out["eval/accuracy"], abs=1e-6)
     assert result["train_loop_eval"]["accuracy"] == pytest.approx(out["eval/accuracy"], abs=1e-12)
-    # the loop's in-training ECE (binned sums in eval_step) is the evaluation job's ECE
     assert out["eval/ece"] == pytest.approx(result["calibration"]["ece"], abs=1e-6)
+    nc = result["neural_collapse"]
+    assert out["eval/feature_norm"] == pytest.approx(nc["mean_feature_norm"], rel=1e-6)
+    assert "eval/nonfinite_count" not in out
 
 
 def test_prediction_share_equals_the_direct_argmax_histogram(run, direct):

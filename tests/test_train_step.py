@@ -167,6 +167,31 @@ def test_lr_after_a_refused_update_follows_the_step(digits8):
     assert int(schedule_count(state2.opt_state, state2.step)) == 2
 
 
+def test_eval_metrics_count_nonfinite_rows_instead_of_scoring_them():
+    """A row with a NaN logit cannot be scored: it is counted (``nonfinite_count``) and the
+    metrics are NaN; finite rows alone give the streaming accumulator's numbers."""
+    from ul_jax.metrics.streaming import classification_update, collapse_update
+    from ul_jax.train.step import eval_init
+    from ul_jax.train.summaries import eval_metrics
+
+    def sums(logits):
+        acc = eval_init(3, 2)
+        y, m = jnp.array([0, 1]), jnp.array([1, 1])
+        h = jnp.array([[3.0, 4.0], [0.0, 1.0]])
+        return acc.replace(
+            classification=classification_update(acc.classification, logits, y, m),
+            collapse=collapse_update(acc.collapse, h, y, m),
+            count=jnp.asarray(2.0),
+        )
+
+    bad = eval_metrics(sums(jnp.array([[1.0, 0, 0], [jnp.nan, 0, 0]])), None, prefix="val")
+    assert bad["val/count"] == 2 and bad["val/nonfinite_count"] == 1
+    assert math.isnan(bad["val/accuracy"]) and math.isnan(bad["val/ece"])
+    good = eval_metrics(sums(jnp.array([[1.0, 0, 0], [2.0, 0, 0]])), None, prefix="val")
+    assert good["val/accuracy"] == 0.5 and good["val/feature_norm"] == pytest.approx(3.0)
+    assert "val/nonfinite_count" not in good
+
+
 def test_eval_counts_every_example_once(digits8, pal_run):
     _, test, mean, std = digits8
     model, cfg, mesh, _, state = pal_run

@@ -121,7 +121,8 @@ def train_benchmark(
     step_s = (time.perf_counter() - t0) / steps
 
     eval_fn = T.jit_eval_step(model, cfg, mesh)
-    eval_s = best_time(eval_fn, state, eval_batch, repeats=max(1, min(steps, 3)))
+    acc = T.init_eval_sums(*T.classifier_weights(state).shape[::-1], mesh)  # (C, p)
+    eval_s = best_time(eval_fn, acc, state, eval_batch, repeats=max(1, min(steps, 3)))
 
     ceiling = matmul_ceiling(matmul_n, dtype)
     achieved = flops / step_s if flops else None

@@ -59,20 +59,27 @@ The classifier ``w_c`` are the linear head's kernel columns (learned) or the fix
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ul_jax.data.augment import crop_and_flip, normalize, sample_crop_flip
 from ul_jax.data.pipeline import DATA_AXIS
-from ul_jax.metrics.calibration import DEFAULT_NUM_BINS, bin_index
+from ul_jax.metrics.streaming import (
+    ClassificationState,
+    CollapseState,
+    classification_init,
+    classification_update,
+    collapse_init,
+    collapse_update,
+)
 from ul_jax.objectives import classification_objective, per_example_loss
 
 __all__ = [
@@ -82,7 +89,10 @@ __all__ = [
     "decode_nonfinite",
     "create_train_state",
     "train_step",
+    "EvalSums",
+    "eval_init",
     "eval_step",
+    "init_eval_sums",
     "jit_train_step",
     "jit_eval_step",
     "classifier_weights",
@@ -301,49 +311,80 @@ def train_step(
     return new_state, metrics
 
 
+@struct.dataclass
+class EvalSums:
+    """Running sums of one evaluation pass (a pytree, replicated on the mesh).
+
+    Accuracy, per-class counts, the 15 ECE bins (eq. 103), the class means and the mean ‖h‖ are
+    the streaming accumulators of :mod:`ul_jax.metrics.streaming` — the very ones the evaluation
+    job (``python -m launch.evaluate``) uses, so every metric the two report has one
+    implementation. The loop's own diagnostics are plain masked sums beside them:
+
+    * ``count`` ``()``: rows seen (padding excluded), valid or not;
+    * ``loss_sum`` ``()``: Σ of the classification loss (no EFR, no RLR weight);
+    * ``cos_sum`` ``()``: Σ cos(h_i, w_{y_i}), ``w`` the classifier of :func:`classifier_weights`;
+    * ``class_norm_sum`` ``(C,)``: Σ_{y_i=c} ‖h_i‖;
+    * ``pred_count`` ``(C,)``: predictions per class (argmax of the logits).
+    """
+
+    classification: ClassificationState
+    collapse: CollapseState
+    count: jax.Array
+    loss_sum: jax.Array
+    cos_sum: jax.Array
+    class_norm_sum: jax.Array
+    pred_count: jax.Array
+
+
+def eval_init(num_classes: int, dim: int) -> EvalSums:
+    """Empty :class:`EvalSums` for ``C = num_classes`` classes and ``p = dim`` features."""
+    z = jnp.zeros((), jnp.float32)
+    return EvalSums(
+        classification=classification_init(num_classes, topk=(1,)),
+        collapse=collapse_init(num_classes, dim),
+        count=z,
+        loss_sum=z,
+        cos_sum=z,
+        class_norm_sum=jnp.zeros((num_classes,), jnp.float32),
+        pred_count=jnp.zeros((num_classes,), jnp.float32),
+    )
+
+
 def eval_step(
-    model: nn.Module, cfg: StepConfig, state: TrainState, batch: dict[str, jax.Array]
-) -> dict[str, jax.Array]:
-    """Masked sums over one padded eval batch (``mask`` False rows contribute nothing):
-    ``count``, ``correct``, ``loss_sum`` (the classification loss), ``feature_norm_sum``,
-    ``cos_sum`` (Σ cos(h_i, w_{y_i}) with ``w`` the classifier of :func:`classifier_weights`),
-    and per class ``c`` (shape ``(C,)`` / ``(C, p)``): ``class_count``, ``class_norm_sum``
-    (Σ_{y_i=c} ‖h_i‖) and ``class_feature_sum`` (Σ_{y_i=c} h_i, for the class means); and the
-    reliability-diagram sums over the 15 max-softmax confidence bins of
-    :mod:`ul_jax.metrics.calibration` (shape ``(15,)``): ``calib_count``, ``calib_correct``,
-    ``calib_conf_sum`` (for the ECE, eq. 103); ``pred_count`` ``(C,)``: predictions per class."""
+    model: nn.Module,
+    cfg: StepConfig,
+    acc: EvalSums,
+    state: TrainState,
+    batch: dict[str, jax.Array],
+) -> EvalSums:
+    """``acc`` plus one padded eval batch (``mask`` 0 rows contribute nothing; ``image (B, H, W,
+    3)`` uint8, ``label (B,)``): logits and features ``h (B, p)`` of the model in eval mode go to
+    :func:`~ul_jax.metrics.streaming.classification_update` and
+    :func:`~ul_jax.metrics.streaming.collapse_update`, the diagnostics to the sums of
+    :class:`EvalSums`."""
     images = normalize(batch["image"], cfg.mean, cfg.std)
     labels = batch["label"].astype(jnp.int32)
     logits, features = model.apply(state.variables(), images, train=False)
     logits = logits.astype(jnp.float32)
     h = features.astype(jnp.float32)
-    m = batch["mask"].astype(jnp.float32)
+    mask = batch["mask"]
+    m = mask.astype(jnp.float32)
     per_ex = per_example_loss(cfg.loss, logits, labels, cfg.gamma)
     norms = jnp.linalg.norm(h, axis=-1)
     w = classifier_weights(state).astype(jnp.float32)  # (p, C)
     w_y = w.T[labels]  # (B, p)
     cos = jnp.sum(h * w_y, -1) / jnp.maximum(norms * jnp.linalg.norm(w_y, axis=-1), 1e-30)
     onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32) * m[:, None]  # (B, C)
-    pred = jnp.argmax(logits, -1)
-    right = (pred == labels).astype(jnp.float32)
-    conf = jnp.max(jax.nn.softmax(logits, -1), -1)
-    in_bin = jax.nn.one_hot(bin_index(conf), DEFAULT_NUM_BINS, dtype=jnp.float32) * m[:, None]
-    return {
-        "count": jnp.sum(m),
-        "correct": jnp.sum(m * right),
-        "loss_sum": jnp.sum(m * per_ex),
-        "feature_norm_sum": jnp.sum(m * norms),
-        "cos_sum": jnp.sum(m * cos),
-        "class_count": jnp.sum(onehot, 0),
-        "class_norm_sum": onehot.T @ norms,
-        "class_feature_sum": onehot.T @ h,
-        "calib_count": jnp.sum(in_bin, 0),
-        "calib_correct": in_bin.T @ right,
-        "calib_conf_sum": in_bin.T @ conf,
-        "pred_count": jnp.sum(
-            jax.nn.one_hot(pred, logits.shape[-1], dtype=jnp.float32) * m[:, None], 0
-        ),
-    }
+    pred = jax.nn.one_hot(jnp.argmax(logits, -1), logits.shape[-1], dtype=jnp.float32)
+    return acc.replace(
+        classification=classification_update(acc.classification, logits, labels, mask),
+        collapse=collapse_update(acc.collapse, h, labels, mask),
+        count=acc.count + jnp.sum(m),
+        loss_sum=acc.loss_sum + jnp.sum(m * per_ex),
+        cos_sum=acc.cos_sum + jnp.sum(m * cos),
+        class_norm_sum=acc.class_norm_sum + onehot.T @ norms,
+        pred_count=acc.pred_count + jnp.sum(pred * m[:, None], 0),
+    )
 
 
 def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
@@ -376,13 +417,25 @@ def jit_train_step(
 
 
 def jit_eval_step(model: nn.Module, cfg: StepConfig, mesh: Mesh) -> Callable:
-    """``(state, batch) → sums`` compiled over ``mesh`` (state replicated, batch sharded)."""
+    """``(acc, state, batch) → acc`` (:func:`eval_step`) compiled over ``mesh``: sums and state
+    replicated, batch sharded (XLA adds the cross-device reductions of the sums)."""
     replicated, batch_sharding = _shardings(mesh)
     return jax.jit(
-        lambda state, batch: eval_step(model, cfg, state, batch),
-        in_shardings=(replicated, batch_sharding),
+        lambda acc, state, batch: eval_step(model, cfg, acc, state, batch),
+        in_shardings=(replicated, replicated, batch_sharding),
         out_shardings=replicated,
     )
+
+
+@functools.cache
+def _jit_eval_init(mesh: Mesh) -> Callable:
+    return jax.jit(eval_init, static_argnums=(0, 1), out_shardings=_shardings(mesh)[0])
+
+
+def init_eval_sums(num_classes: int, dim: int, mesh: Mesh) -> EvalSums:
+    """:func:`eval_init` placed replicated on ``mesh`` (computed there, not transferred, so it
+    works on every host of a multi-host run; compiled once per mesh and shape)."""
+    return _jit_eval_init(mesh)(int(num_classes), int(dim))
 
 
 def init_key(seed: int) -> jax.Array:
@@ -420,16 +473,6 @@ def jit_init_fn(
     return jax.jit(
         lambda: create_train_state(model, tx, init_key(seed), image_shape), out_shardings=replicated
     )
-
-
-def host_sums(sums: list[dict[str, jax.Array]]) -> dict[str, Any]:
-    """Adds per-batch eval sums on the host in float64 (scalars → float, arrays → ndarray)."""
-    fetched = jax.device_get(sums)
-    out: dict[str, Any] = {}
-    for k in fetched[0] if fetched else {}:
-        total = np.sum(np.stack([np.asarray(s[k], np.float64) for s in fetched]), axis=0)
-        out[k] = float(total) if total.ndim == 0 else total
-    return out
 
 
 def last_block_bn_scale_norm(params: Any) -> jax.Array:

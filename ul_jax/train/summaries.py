@@ -13,10 +13,10 @@ import jax
 import numpy as np
 
 from ul_jax import data as uldata
-from ul_jax.metrics.calibration import CalibrationBins, bin_edges
-from ul_jax.train.step import host_sums
+from ul_jax.metrics.streaming import classification_finalize, collapse_class_means
+from ul_jax.train.step import EvalSums
 
-__all__ = ["BATCH_METRICS", "evaluate", "theorem6_scale_from", "summarize"]
+__all__ = ["BATCH_METRICS", "evaluate", "eval_metrics", "theorem6_scale_from", "summarize"]
 
 # Averaged over the log interval; the other train metrics are reported at the logged step.
 BATCH_METRICS = ("loss", "objective", "efr_term", "accuracy", "grad_norm", "feature_norm")
@@ -36,10 +36,27 @@ def evaluate(
     prefix: str = "eval",
     theorem6_scale: float | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, mean loss, mean feature norm and the mechanism diagnostics over every (masked)
-    example of ``batches``, keys ``<prefix>/...``:
+    """One pass of ``eval_fn`` (:func:`~ul_jax.train.step.jit_eval_step`) over every (masked)
+    example of ``batches``, then :func:`eval_metrics` of the sums."""
+    from ul_jax.train.step import classifier_weights, init_eval_sums
 
-    * ``ece``: the expected calibration error (15 bins, eq. 103; as the evaluation job's);
+    dim, num_classes = classifier_weights(state).shape  # (p, C)
+    acc = init_eval_sums(num_classes, dim, mesh)
+    for b in uldata.prefetch_to_device(_without_index(batches), 2, mesh):
+        acc = eval_fn(acc, state, b)
+    return eval_metrics(acc, state, prefix=prefix, theorem6_scale=theorem6_scale)
+
+
+def eval_metrics(
+    acc: EvalSums, state, *, prefix: str = "eval", theorem6_scale: float | None = None
+) -> dict[str, Any]:
+    """The logged metrics of an evaluation pass, keys ``<prefix>/...``. Accuracy and ``ece``
+    (15 bins, eq. 103) come from
+    :func:`~ul_jax.metrics.streaming.classification_finalize`, the class means and the mean
+    ‖h‖ (``feature_norm``) from the neural-collapse accumulator: the evaluation job's own
+    finalization, so the two report the same numbers on the same checkpoint. Besides:
+
+    * ``loss``: mean classification loss; ``count``: examples seen;
     * ``class_prediction_share``: the fraction of predictions that go to each class (a list
       of C; 1/C each on a balanced set for a classifier without class bias — a long-tailed
       model's drift toward its head classes shows here);
@@ -50,40 +67,51 @@ def evaluate(
       stationary features ``h*_c = theorem6_scale · w_c``) and ``theorem6_distance``
       (mean over classes of ‖μ_c − h*_c‖ / ‖h*_c‖, μ_c the class-mean feature; the deep-network
       counterpart of Fig. 15).
-    """
-    sums = [eval_fn(state, b) for b in uldata.prefetch_to_device(_without_index(batches), 2, mesh)]
-    s = host_sums(sums)
-    n = max(s["count"], 1.0)
-    out: dict[str, Any] = {
-        f"{prefix}/accuracy": s["correct"] / n,
-        f"{prefix}/loss": s["loss_sum"] / n,
-        f"{prefix}/feature_norm": s["feature_norm_sum"] / n,
-        f"{prefix}/count": int(s["count"]),
-    }
-    if "calib_count" in s and s["count"] > 0:
-        out[f"{prefix}/ece"] = CalibrationBins(
-            bin_edges(), s["calib_count"], s["calib_correct"], s["calib_conf_sum"]
-        ).ece
-    if "pred_count" in s:
-        out[f"{prefix}/class_prediction_share"] = [float(x) for x in s["pred_count"] / n]
-    if "class_count" not in s:
-        return out
-    cnt = s["class_count"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[f"{prefix}/cos_feature_prototype"] = s["cos_sum"] / n
-        out[f"{prefix}/class_feature_norm"] = [float(x) for x in s["class_norm_sum"] / cnt]
-        if theorem6_scale is not None:
-            from ul_jax.train.step import classifier_weights
 
-            w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)  # (p, C)
-            target = theorem6_scale * w.T  # (C, p)
-            means = s["class_feature_sum"] / cnt[:, None]
-            tn = np.linalg.norm(target, axis=1)
-            present = cnt > 0
-            out[f"{prefix}/theorem6_target_norm"] = float(tn.mean())
-            out[f"{prefix}/theorem6_distance"] = float(
-                np.mean(np.linalg.norm(means - target, axis=1)[present] / tn[present])
-            )
+    Rows whose logits or features are not finite cannot be scored: their number is logged as
+    ``nonfinite_count`` and every metric but ``count`` is NaN (the evaluation job refuses such a
+    checkpoint with an error instead).
+    """
+    s = jax.device_get(acc)
+    count = int(round(float(s.count)))
+    out: dict[str, Any] = {f"{prefix}/count": count}
+    bad = max(int(s.classification.invalid), int(s.collapse.invalid))
+    seen = int(np.sum(s.classification.class_count))
+    if bad or seen == 0:
+        if bad:
+            out[f"{prefix}/nonfinite_count"] = bad
+        for k in ("accuracy", "loss", "feature_norm", "ece", "cos_feature_prototype"):
+            out[f"{prefix}/{k}"] = math.nan
+        return out
+    cls = classification_finalize(s.classification)
+    n = float(seen)
+    cnt = np.asarray(s.classification.class_count, np.float64)
+    out.update(
+        {
+            f"{prefix}/accuracy": cls["top1"],
+            f"{prefix}/loss": float(s.loss_sum) / n,
+            f"{prefix}/feature_norm": float(s.collapse.feature_norm_sum) / n,
+            f"{prefix}/ece": cls["ece"],
+            f"{prefix}/class_prediction_share": [float(x) / n for x in s.pred_count],
+            f"{prefix}/cos_feature_prototype": float(s.cos_sum) / n,
+        }
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[f"{prefix}/class_feature_norm"] = [
+            float(x) for x in np.asarray(s.class_norm_sum, np.float64) / cnt
+        ]
+    if theorem6_scale is not None:
+        from ul_jax.train.step import classifier_weights
+
+        w = np.asarray(jax.device_get(classifier_weights(state)), np.float64)  # (p, C)
+        target = theorem6_scale * w.T  # (C, p)
+        means = np.asarray(collapse_class_means(s.collapse), np.float64)
+        tn = np.linalg.norm(target, axis=1)
+        present = cnt > 0
+        out[f"{prefix}/theorem6_target_norm"] = float(tn.mean())
+        out[f"{prefix}/theorem6_distance"] = float(
+            np.mean(np.linalg.norm(means - target, axis=1)[present] / tn[present])
+        )
     return out
 
 
