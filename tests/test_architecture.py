@@ -251,3 +251,27 @@ def test_import_graph_has_no_cycle():
     for u in list(g):
         if u not in state:
             visit(u, [])
+
+
+def test_private_names_stay_in_their_module():
+    """A helper named with a leading underscore is private to its module: no module imports one
+    from another (shared helpers get public names). Package-private *modules* (``_cache``,
+    ``_checks``) may be imported, but only inside their own package."""
+    leaks = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(REPO).with_suffix("")
+        package = ".".join(rel.parts[:-1] if rel.name != "__init__" else rel.parts[:-1])
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            if not node.module.startswith("ul_jax"):
+                continue
+            for alias in node.names:
+                name = alias.name
+                if not name.startswith("_") or name.startswith("__"):
+                    continue
+                private_module = (REPO / node.module.replace(".", "/") / f"{name}.py").is_file()
+                if private_module and (package + ".").startswith(node.module + "."):
+                    continue  # a package-private module, imported inside its package
+                leaks.append(f"{rel}: from {node.module} import {name}")
+    assert not leaks, "private names imported across modules:\n" + "\n".join(leaks)

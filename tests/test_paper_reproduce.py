@@ -581,7 +581,7 @@ def test_second_pass_report_end_to_end(tmp_path):
 
 
 def test_second_pass_selection_ignores_the_test_set():
-    from ul_jax.paper.second_pass import select
+    from ul_jax.paper.validation_sweeps import select
 
     runs = MICRO2[:2]
 
@@ -683,7 +683,7 @@ MICRO_LT = (
 def test_long_tailed_report_end_to_end(tmp_path):
     """The LT / calibration sections from real (tiny) runs: per-class groups, ECE chosen on
     validation, a run still training shown as a partial row, both figures drawn."""
-    from ul_jax.paper import long_tail
+    from ul_jax.paper import long_tail_calibration
 
     out, figs = tmp_path / "runs", tmp_path / "figs"
     res = rp.run_suite(MICRO_LT, out, seeds=(0,), suite="microlt", fig_dir=figs, docs=None)
@@ -716,7 +716,7 @@ def test_long_tailed_report_end_to_end(tmp_path):
             }
         }
     }
-    table, verdict = long_tail.lt_section(fake, [MICRO_LT[2]], [0])
+    table, verdict = long_tail_calibration.lt_section(fake, [MICRO_LT[2]], [0])
     assert "partial: step 2,000/17,446, last test top-1 41.00 %" in table
     assert verdict.startswith("pending")
     # selection by the lowest validation NLL ignores the test set
@@ -726,8 +726,8 @@ def test_long_tailed_report_end_to_end(tmp_path):
         return {"status": "complete", "summary": {"top1": test}, "curves": {"val/loss": [ece]}}
 
     fake = {r0.name: {"seeds": {"0": entry(0.05, 0.9)}}, r1.name: {"seeds": {"0": entry(0.2, 1)}}}
-    assert long_tail.select(fake, [r0, r1], "val/loss", lower=True) is r0
-    assert long_tail.select(fake, [r0, r1], "val/loss") is r1
+    assert long_tail_calibration.select(fake, [r0, r1], "val/loss", lower=True) is r0
+    assert long_tail_calibration.select(fake, [r0, r1], "val/loss") is r1
 
 
 def test_generated_stamp_names_a_runnable_suite():

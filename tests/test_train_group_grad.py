@@ -30,7 +30,7 @@ from ul_jax.train.group_grad import (
     group_trunk_gradients,
     per_example_objective,
 )
-from ul_jax.train.step import _train_inputs
+from ul_jax.train.step import train_inputs
 from ul_jax.train.validate import validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_group_gradients_match_brute_force(digits8, name):
     head, kw = VARIANTS[name]
     model, cfg, state, batch = _model_state_batch(digits8, head, kw)
     rng = jax.random.key(3)
-    images = _train_inputs(cfg, rng, batch["image"])
+    images = train_inputs(cfg, rng, batch["image"])
     labels = batch["label"].astype(jnp.int32)
     b = labels.shape[0]
 

@@ -242,4 +242,4 @@ def test_sigterm_during_start_up_stops_before_training_and_stays_set(tmp_path):
         assert signal.getsignal(signal.SIGTERM) is original
     finally:
         sender.join()
-        preemption._PreemptionWatch.received = False  # the test process goes on
+        preemption.PreemptionWatch.received = False  # the test process goes on

@@ -70,7 +70,8 @@ def _is_archive(path: Path) -> bool:
     return path.is_file() and tarfile.is_tarfile(path)
 
 
-def _missing_path_error(path: Path) -> FileNotFoundError:
+def missing_path_error(path: Path) -> FileNotFoundError:
+    """The error for an image folder ``path`` that does not exist (names the data directory)."""
     return FileNotFoundError(
         f"image folder {str(path)!r} does not exist. Pass an existing directory or .tar/.tar.gz "
         f"archive laid out as split/class_name/image, or set ${_cache.ENV_DATA_DIR} to the folder "
@@ -215,7 +216,7 @@ def load_image_folder(
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise _missing_path_error(path)
+        raise missing_path_error(path)
     if not (path.is_dir() or _is_archive(path)):
         raise ValueError(f"{str(path)!r} is neither a directory nor a tar archive")
     if isinstance(image_size, int):

@@ -30,7 +30,7 @@ from pathlib import Path
 from ul_jax.data import _cache
 from ul_jax.data.dataset import ArrayDataset, select_classes
 from ul_jax.data.digits import load_digits
-from ul_jax.data.image_folder import _missing_path_error, load_image_folder
+from ul_jax.data.image_folder import load_image_folder, missing_path_error
 from ul_jax.data.long_tail import make_long_tailed
 from ul_jax.data.registry import DATASETS, SOURCES, DatasetSpec
 from ul_jax.data.tfds_source import load_tfds
@@ -56,7 +56,7 @@ def resolve_image_folder(
     if path is not None:
         p = Path(path).expanduser()
         if not p.exists():
-            raise _missing_path_error(p)
+            raise missing_path_error(p)
         return p
     base = Path(data_dir).expanduser() if data_dir is not None else _cache.default_data_dir()
     candidates = [base / f"{name}.tar.gz", base / f"{name}.tgz", base / f"{name}.tar", base / name]

@@ -1,5 +1,5 @@
 """This paper's report (not reusable library code): the reproduction suites' claims, verdicts,
-figures and docs. ``second_pass`` holds the issue-14 sections (knobs chosen on validation).
+figures and docs. Each section module is named by what it reports.
 
 =================  ============================================================================
 module             job
@@ -7,16 +7,19 @@ module             job
 ``suites``         :class:`Run` and every suite as data; :data:`SUITES` (``--suite`` registry)
 ``runner``         train → evaluate each run/seed, statuses; :func:`reproduce` (the CLI's job)
 ``results``        read the run directories back: :func:`collect`, curves, statistics, timing
-``claims``         the five first-pass claims: table + mechanical verdict each
-``second_pass``    the second-pass sections (λ sweep, FNPAL scale, long runs) and their figures
-``long_tail``      the long-tailed sections (LT λ sweep, 200-epoch LT runs, calibration pair)
-``figures``        the first-pass figures
+``claims``         the five claims at one fixed budget: table + mechanical verdict each
+``validation_sweeps``  λ and the FNPAL scale s chosen on a validation split (λ sweep, s sweep,
+                   long runs) and their figures
+``long_tail_calibration``  long-tailed λ sweep, 200-epoch long-tailed runs, calibration pair
+``terminal``       the terminal-phase settings: every claim judged by :mod:`verdicts` rules
+``verdicts``       paired-seed differences and the decision rules (pure)
+``figures``        the fixed-budget claims' figures and :func:`pyplot`
 ``report``         :func:`report`: all of the above into results JSON, figures and docs
 ``docs``           :func:`update_docs`: the marked blocks of ``docs/REPRODUCTION.md``
 =================  ============================================================================
 
-Imports go one way: ``suites`` ← ``results`` ← ``claims`` / ``figures`` ← ``second_pass`` ← ``long_tail`` /
-``docs`` ← ``report`` ← ``runner``. Config files are named by path in the suites and loaded by
+Imports go one way: ``suites`` ← ``results`` ← ``claims`` / ``figures`` ← ``validation_sweeps``
+← ``long_tail_calibration`` / ``terminal`` / ``docs`` ← ``report`` ← ``runner``. Config files are named by path in the suites and loaded by
 :func:`ul_jax.config.load_config_file`; nothing here imports ``configs``.
 """
 

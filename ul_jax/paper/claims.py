@@ -15,12 +15,12 @@ from ul_jax.paper.results import (
     FINISHED,
     SCORES,
     VARIANT_LABEL,
-    _last,
-    _status_line,
-    _vals,
     fmt_num,
     fmt_pct,
+    last_value,
     mean_std,
+    seed_values,
+    status_line,
 )
 from ul_jax.paper.suites import Run
 
@@ -66,7 +66,7 @@ def _claim1(res, runs, seeds) -> tuple[str, str]:
         for seed, e in res[r.name]["seeds"].items():
             c = e.get("curves")
             outcomes.append((r, e["status"]))
-            last = _last(c) if c else {}
+            last = last_value(c) if c else {}
             first_h = _first_val(c, "train/feature_norm") if c else None
             rows.append(
                 f"| {r.name} | {seed} | {_outcome(e)} | {_g(last.get('train/epoch'))} | "
@@ -93,7 +93,7 @@ def _claim1(res, runs, seeds) -> tuple[str, str]:
             )
         verdict += (
             f" ({'consistent with' if ok else 'partly contradicts'} Fig. 19); "
-            f"{_status_line(res, runs)}"
+            f"{status_line(res, runs)}"
         )
     return "\n".join(rows), verdict
 
@@ -127,7 +127,7 @@ def _claim2(res, runs, seeds) -> tuple[str, str]:
     for setting in dict.fromkeys(r.setting for r in runs):
         final, area = {}, {}
         for r in (r for r in runs if r.setting == setting):
-            f = _vals(res, r.name, lambda s: s["top1"])
+            f = seed_values(res, r.name, lambda s: s["top1"])
             a = [
                 v
                 for v in (
@@ -151,7 +151,7 @@ def _claim2(res, runs, seeds) -> tuple[str, str]:
                 f"{setting}: RLR − no-RLR mean eval top-1 over training = {d:+.2f} pts "
                 f"({'faster with RLR' if d > 0 else 'not faster with RLR'})"
             )
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else PENDING
     return "\n".join(rows), verdict
 
 
@@ -170,7 +170,7 @@ def _cmp_count(res, pairs, getter, better) -> tuple[int, int, list[str]]:
     wins = n = 0
     lines = []
     for setting, a, b in pairs:
-        va, vb = _vals(res, a.name, getter), _vals(res, b.name, getter)
+        va, vb = seed_values(res, a.name, getter), seed_values(res, b.name, getter)
         if not va or not vb:
             continue
         ma, mb = mean_std(va)[0], mean_std(vb)[0]
@@ -187,9 +187,9 @@ def _claim3(res, runs, seeds) -> tuple[str, str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        f = _vals(res, r.name, lambda s: s["top1"])
+        f = seed_values(res, r.name, lambda s: s["top1"])
         g = {
-            k: _vals(res, r.name, lambda s, k=k: (s["groups"] or {}).get(k))
+            k: seed_values(res, r.name, lambda s, k=k: (s["groups"] or {}).get(k))
             for k in ("many", "medium", "few")
         }
         conv = next(
@@ -204,13 +204,13 @@ def _claim3(res, runs, seeds) -> tuple[str, str]:
             f"| {r.setting} | {_label(r)} | "
             f"{fmt_pct(f)} | {fmt_pct(g['many'])} | {fmt_pct(g['medium'])} | "
             f"{fmt_pct(g['few'])} | {conv or '—'} | "
-            f"{fmt_num(_vals(res, r.name, lambda s: s['mean_feature_norm']))} | "
+            f"{fmt_num(seed_values(res, r.name, lambda s: s['mean_feature_norm']))} | "
             f"{len(f)} |"
         )
     wins, n, lines = _cmp_count(res, _pairs(runs), lambda s: s["top1"], lambda b, a: b > a)
     verdict = (
         f"EFR raised top-1 in {wins} of {n} baseline/EFR pairs ({'; '.join(lines)}); "
-        f"{_status_line(res, runs)}"
+        f"{status_line(res, runs)}"
         if n
         else PENDING
     )
@@ -222,15 +222,15 @@ def _claim4(res, runs, seeds) -> tuple[str, str]:
     for r in runs:
         rows.append(
             f"| {r.setting} | {_label(r)} | "
-            f"{fmt_pct(_vals(res, r.name, lambda s: s['ece']))} | "
-            f"{fmt_pct(_vals(res, r.name, lambda s: s['mce']))} | "
-            f"{fmt_pct(_vals(res, r.name, lambda s: s['top1']))} | "
-            f"{len(_vals(res, r.name, lambda s: s['ece']))} |"
+            f"{fmt_pct(seed_values(res, r.name, lambda s: s['ece']))} | "
+            f"{fmt_pct(seed_values(res, r.name, lambda s: s['mce']))} | "
+            f"{fmt_pct(seed_values(res, r.name, lambda s: s['top1']))} | "
+            f"{len(seed_values(res, r.name, lambda s: s['ece']))} |"
         )
     wins, n, lines = _cmp_count(res, _pairs(runs), lambda s: s["ece"], lambda b, a: b < a)
     verdict = (
         f"EFR lowered ECE in {wins} of {n} baseline/EFR pairs ({'; '.join(lines)}); "
-        f"{_status_line(res, runs)}"
+        f"{status_line(res, runs)}"
         if n
         else PENDING
     )
@@ -250,11 +250,11 @@ def _claim5(res, runs, seeds) -> tuple[str, str]:
         for ood in r.ood:
             cells = [
                 " / ".join(
-                    fmt_pct(_vals(res, r.name, _ood_getter(ood, sc, metric))) for sc in SCORES
+                    fmt_pct(seed_values(res, r.name, _ood_getter(ood, sc, metric))) for sc in SCORES
                 )
                 for metric in ("fpr95", "auroc", "aupr")
             ]
-            n = len(_vals(res, r.name, _ood_getter(ood, "msp", "auroc")))
+            n = len(seed_values(res, r.name, _ood_getter(ood, "msp", "auroc")))
             rows.append(
                 f"| {r.setting} | {_label(r)} | "
                 f"{ood} | {cells[0]} | {cells[1]} | {cells[2]} | {n} |"
@@ -265,15 +265,15 @@ def _claim5(res, runs, seeds) -> tuple[str, str]:
         for ood in a.ood:
             for sc in SCORES:
                 get = _ood_getter(ood, sc, "auroc")
-                va, vb = _vals(res, a.name, get), _vals(res, b.name, get)
+                va, vb = seed_values(res, a.name, get), seed_values(res, b.name, get)
                 if va and vb:
                     n += 1
                     wins += mean_std(vb)[0] > mean_std(va)[0]
-        if any(_vals(res, x.name, lambda s: s["top1"]) for x in (a, b)):
+        if any(seed_values(res, x.name, lambda s: s["top1"]) for x in (a, b)):
             detail.append(f"{setting}/{a.variant}")
     verdict = (
         f"EFR raised AUROC in {wins} of {n} (pair, OOD set, score) comparisons "
-        f"(pairs: {', '.join(detail)}); {_status_line(res, runs)}"
+        f"(pairs: {', '.join(detail)}); {status_line(res, runs)}"
         if n
         else PENDING
     )

@@ -13,7 +13,7 @@ lists of ``(run name, seed)``:
   executor, ``cluster="local"`` (``--executor submitit_local``: real subprocesses on this
   machine, the same code path; the tests use it).
 
-Every path ends in :func:`ul_jax.paper.runner._run_seed` (train, resuming from the run's last
+Every path ends in :func:`ul_jax.paper.runner.run_seed` (train, resuming from the run's last
 checkpoint, then evaluate, then write the status file), so output, resume and skip rules are the
 same everywhere, and the work-directory lock refuses a second writer of one run folder.
 
@@ -92,12 +92,12 @@ class InProcess:
     (every later run would be interrupted at its first step too; the next invocation resumes)."""
 
     def run(self, runs: Sequence[Run], out: Path, seeds: Sequence[int]) -> dict[str, list]:
-        from ul_jax.paper.runner import _run_seed
+        from ul_jax.paper.runner import run_seed
 
         done = _empty()
         for run in runs:
             for seed in seeds:
-                outcome = _run_seed(run, seed, Path(out))
+                outcome = run_seed(run, seed, Path(out))
                 done[outcome].append((run.name, seed))
                 if outcome == "interrupted":
                     return done
@@ -216,7 +216,7 @@ def run_from_json(text: str) -> Run:
 
 class SuiteJob:
     """The callable a submitit job runs: one (run, seed) through
-    :func:`ul_jax.paper.runner._run_seed`; checkpointable (module docstring)."""
+    :func:`ul_jax.paper.runner.run_seed`; checkpointable (module docstring)."""
 
     def __init__(self, run_json: str, seed: int, out: str):
         self.run_json, self.seed, self.out = run_json, int(seed), str(out)
@@ -229,18 +229,18 @@ class SuiteJob:
         logging.getLogger().setLevel(logging.INFO)
         from submitit.core.job_environment import JobEnvironment
 
-        from ul_jax.paper.runner import _run_seed
-        from ul_jax.train.preemption import _PreemptionWatch
+        from ul_jax.paper.runner import run_seed
+        from ul_jax.train.preemption import PreemptionWatch
 
         usr = JobEnvironment._usr_sig()
         requeue = signal.getsignal(usr)  # submitit's checkpoint-and-requeue handler
 
         def notice(signum, frame):  # the loop checkpoints at the next step boundary
-            _PreemptionWatch.received = True
+            PreemptionWatch.received = True
 
         signal.signal(usr, notice)
         try:
-            outcome = _run_seed(run_from_json(self.run_json), self.seed, Path(self.out))
+            outcome = run_seed(run_from_json(self.run_json), self.seed, Path(self.out))
         finally:
             signal.signal(usr, requeue)
         if outcome == "interrupted" and callable(requeue):

@@ -3,11 +3,11 @@
 * ``<suite>_claim1_fig19.png``: train accuracy, feature norm, prototype norm ratio, min
   prototype norm, min prototype angle vs epoch (:func:`_fig_claim1`);
 * ``<suite>_claim2_accuracy.png``: test accuracy vs epoch, mean and min–max over seeds
-  (:func:`_fig_claim2`);
+  (:func:`claim2_figure`);
 * ``<suite>_claim4_reliability.png``: reliability diagrams without / with EFR
   (:func:`_fig_claim4`);
 * the per-run OOD histograms of :func:`ul_jax.eval.evaluate_run`, copied as
-  ``<suite>_<run>_seed<k>_<file>`` (:func:`_copy_ood_hists`).
+  ``<suite>_<run>_seed<k>_<file>`` (:func:`copy_ood_histograms`).
 
 Each figure function returns the file name it wrote, or ``None`` when there is nothing to draw.
 """
@@ -36,7 +36,7 @@ VARIANT_COLOR = {
 _LOG_KEYS = ("train/feature_norm", "train/prototype_norm_ratio", "train/prototype_min_norm")
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +54,7 @@ def _xy(c: Mapping, key: str) -> tuple[list, list]:
     return xs, ys
 
 
-def _seed_curves(res, r: Run, key: str) -> tuple[list, np.ndarray | None]:
+def seed_curves(res, r: Run, key: str) -> tuple[list, np.ndarray | None]:
     """Epochs and a (seeds, points) array of ``key`` for the seeds of ``r`` whose curves share
     the same evaluation points (finished and in-progress seeds alike)."""
     xs0, rows = None, []
@@ -78,7 +78,7 @@ def _fig_claim1(res, runs, path: Path) -> str | None:
     ]
     if not curves:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(FIG19_KEYS), figsize=(4 * len(FIG19_KEYS), 3.4))
     style = {r.name: "-" if r.expect_nonfinite else "--" for r in runs}
     for ax, (key, title) in zip(axes, FIG19_KEYS):
@@ -99,14 +99,14 @@ def _fig_claim1(res, runs, path: Path) -> str | None:
     return path.name
 
 
-def _fig_claim2(res, runs, path: Path) -> str | None:
+def claim2_figure(res, runs, path: Path) -> str | None:
     settings = list(dict.fromkeys(r.setting for r in runs))
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 4), squeeze=False)
     drawn = False
     for ax, setting in zip(axes[0], settings):
         for r in (r for r in runs if r.setting == setting):
-            xs, ys = _seed_curves(res, r, "eval/accuracy")
+            xs, ys = seed_curves(res, r, "eval/accuracy")
             if ys is None:
                 continue
             m = ys.mean(0)
@@ -178,7 +178,7 @@ def _fig_claim4(res, runs, path: Path) -> str | None:
                 break  # the first finished seed of each run
     if not items:
         return None
-    plt = _plt()
+    plt = pyplot()
     cols = min(4, len(items))
     rows = math.ceil(len(items) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
@@ -193,7 +193,7 @@ def _fig_claim4(res, runs, path: Path) -> str | None:
     return path.name
 
 
-def _copy_ood_hists(res, runs, fig_dir: Path, suite: str, runs_dir: Path) -> list[str]:
+def copy_ood_histograms(res, runs, fig_dir: Path, suite: str, runs_dir: Path) -> list[str]:
     """Copies the OOD histograms of ``runs`` (``runs_dir/<workdir>/ood_hist_*.png``) next to
     the figures as ``<suite>_<run>_seed<k>_<file>``; returns the new names."""
     out = []
@@ -212,7 +212,7 @@ def _copy_ood_hists(res, runs, fig_dir: Path, suite: str, runs_dir: Path) -> lis
 # figures (ul_jax.paper.report.SECTIONS)
 FIGURES = {
     "claim1": (("claim1_fig19.png", _fig_claim1),),
-    "claim2": (("claim2_accuracy.png", _fig_claim2),),
+    "claim2": (("claim2_accuracy.png", claim2_figure),),
     "claim3": (),
     "claim4": (("claim4_reliability.png", _fig_claim4),),
     "claim5": (),

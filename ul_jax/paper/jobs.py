@@ -170,7 +170,7 @@ def run_parallel(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """One child: ``--run JSON --seed K --out DIR`` → :func:`ul_jax.paper.runner._run_seed`
+    """One child: ``--run JSON --seed K --out DIR`` → :func:`ul_jax.paper.runner.run_seed`
     (skip if finished, else train/evaluate, writing the status file). Exit 0 ran or skipped,
     1 failed, 75 interrupted."""
     cores = os.environ.get(AFFINITY_ENV, "").strip()
@@ -186,13 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger().setLevel(logging.INFO)  # absl may have claimed the root logger
-    from ul_jax.paper.runner import _run_seed
+    from ul_jax.paper.runner import run_seed
 
     _log.info(
         "job %s seed %d pinned to cores %s", json.loads(a.run)["name"], a.seed, cores or "all"
     )
 
-    outcome = _run_seed(run_from_json(a.run), a.seed, Path(a.out))
+    outcome = run_seed(run_from_json(a.run), a.seed, Path(a.out))
     return {"failed": 1, "interrupted": EXIT_INTERRUPTED}.get(outcome, 0)
 
 

@@ -24,16 +24,16 @@ from typing import Any
 
 from ul_jax.config import REPO_ROOT
 from ul_jax.io import write_json_atomic
-from ul_jax.paper import long_tail, second_pass, terminal
+from ul_jax.paper import long_tail_calibration, terminal, validation_sweeps
 from ul_jax.paper.claims import CLAIM_FNS
 from ul_jax.paper.docs import update_docs
-from ul_jax.paper.figures import FIGURES, _copy_ood_hists
+from ul_jax.paper.figures import FIGURES, copy_ood_histograms
 from ul_jax.paper.results import (
     CURVE_KEYS,
-    _by,
     collect,
     json_default,
     run_dir,
+    runs_with_claim,
     seeds_on_disk,
     timing,
 )
@@ -56,12 +56,12 @@ class Section:
 
 def _registry() -> dict[str, Section]:
     """The one registry of report sections, in document order: the first pass's five claims
-    (:mod:`ul_jax.paper.claims`), the second pass's (:mod:`ul_jax.paper.second_pass`), the
-    long-tailed and calibration ones (:mod:`ul_jax.paper.long_tail`) and the terminal-phase
+    (:mod:`ul_jax.paper.claims`), the second pass's (:mod:`ul_jax.paper.validation_sweeps`), the
+    long-tailed and calibration ones (:mod:`ul_jax.paper.long_tail_calibration`) and the terminal-phase
     settings (:mod:`ul_jax.paper.terminal`). A run takes part in every section its ``claims``
     name."""
     reg = {c: Section(fn, FIGURES[c]) for c, fn in CLAIM_FNS.items()}
-    for mod in (second_pass, long_tail, terminal):
+    for mod in (validation_sweeps, long_tail_calibration, terminal):
         reg.update({k: Section(fn, tuple(mod.FIGURES[k])) for k, fn in mod.SECTIONS.items()})
     return reg
 
@@ -74,17 +74,17 @@ def _sections(res, runs: Sequence[Run], seeds, fig_dir: Path, suite: str, out: P
     run lists (and the λ-convention table with the second pass's)."""
     sections: dict[str, dict[str, Any]] = {}
     for name, sec in SECTIONS.items():
-        rs = _by(runs, name)
+        rs = runs_with_claim(runs, name)
         if not rs:
             continue
         table, verdict = sec.table(res, rs, seeds)
         files = [f for stem, fig in sec.figures if (f := fig(res, rs, fig_dir / f"{suite}_{stem}"))]
         if name == "claim5":  # its figures are the runs' own OOD histograms, copied
-            files += _copy_ood_hists(res, rs, fig_dir, suite, out)
+            files += copy_ood_histograms(res, rs, fig_dir, suite, out)
         sections[name] = {"table": table, "verdict": verdict, "figures": files}
-    if any(_by(runs, c) for c in second_pass.SECTIONS):
+    if any(runs_with_claim(runs, c) for c in validation_sweeps.SECTIONS):
         sections["conventions"] = {
-            "table": second_pass.conventions_table(),
+            "table": validation_sweeps.conventions_table(),
             "verdict": "",
             "figures": [],
         }
@@ -122,8 +122,8 @@ def report(
         seeds,
         curve_keys=(
             *CURVE_KEYS,
-            *second_pass.CURVE_KEYS,
-            *long_tail.CURVE_KEYS,
+            *validation_sweeps.CURVE_KEYS,
+            *long_tail_calibration.CURVE_KEYS,
             *terminal.CURVE_KEYS,
         ),
     )

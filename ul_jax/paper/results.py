@@ -195,7 +195,7 @@ def _total_steps(wd: Path) -> int | None:
     return int(c.get("num_train_steps", -1))
 
 
-def _last(c: Mapping) -> dict:
+def last_value(c: Mapping) -> dict:
     """The last logged (non-``None``) value of every curve."""
     out = {}
     for k, vs in c.items():
@@ -209,7 +209,7 @@ def _last(c: Mapping) -> dict:
 # --------------------------------------------------------------------------------------------
 # statistics and formatting
 # --------------------------------------------------------------------------------------------
-def _vals(res: Mapping, name: str, getter) -> list[float]:
+def seed_values(res: Mapping, name: str, getter) -> list[float]:
     out = []
     for e in res.get(name, {}).get("seeds", {}).values():
         if "summary" not in e:
@@ -243,7 +243,8 @@ def fmt_num(xs: Sequence[float]) -> str:
     return f"{m:.3g}" if n == 1 else f"{m:.3g} ± {s:.2g}"
 
 
-def _by(runs: Sequence[Run], claim: str) -> list[Run]:
+def runs_with_claim(runs: Sequence[Run], claim: str) -> list[Run]:
+    """The runs whose ``claims`` list ``claim`` (a claim or section key), in order."""
     return [r for r in runs if claim in r.claims]
 
 
@@ -256,7 +257,7 @@ def _n_done(res: Mapping, runs: Sequence[Run]) -> tuple[int, int]:
     return done, total
 
 
-def _status_line(res, runs) -> str:
+def status_line(res, runs) -> str:
     d, t = _n_done(res, runs)
     return f"{d} of {t} run×seed finished"
 

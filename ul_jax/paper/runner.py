@@ -130,7 +130,7 @@ def run_one(run: Run, seed: int, out: Path) -> dict:
     return status
 
 
-def _run_seed(run: Run, seed: int, out: Path) -> str:
+def run_seed(run: Run, seed: int, out: Path) -> str:
     """Runs one unfinished (run, seed) unless finished; returns ``skipped`` / ``failed`` /
     ``interrupted`` / ``ran``."""
     wd = run_dir(out, run, seed)

@@ -26,7 +26,7 @@ class Run:
       name: unique directory name.
       config: ``path/to/config.py:arg`` (as for ``python -m launch.train --config``).
       claims: the claims (keys of :data:`ul_jax.paper.claims.CLAIMS`, or a second-pass section
-        of :data:`ul_jax.paper.second_pass.SECTIONS`) whose tables use this run.
+        of :data:`ul_jax.paper.validation_sweeps.SECTIONS`) whose tables use this run.
       setting: the data setting, e.g. ``full``, ``exp100`` (table rows group by it).
       variant: the config variant (``ce``, ``ul_pal_efr``, ...).
       ood: OOD sets of :data:`ul_jax.data.ood.OOD_SETS` scored at evaluation.
@@ -144,7 +144,7 @@ LONG_RUNS = tuple(
 # until their suite has run).
 REPORT_RUNS = RUNS + STEP_RUNS + LONG_RUNS
 
-# ---- second pass (issue 14): every knob chosen on a validation split -----------------------
+# ---- second pass: every knob chosen on a validation split -------------------------------------
 # A balanced validation set of VAL_PER_CLASS images per class is held out of the 50,000 train
 # images (``data.validation_per_class``; seeded by ``data.seed``, the same split for every model
 # seed), so these runs train on 45,000 images and report ``val/*`` next to the test ``eval/*``.

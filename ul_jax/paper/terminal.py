@@ -1,4 +1,4 @@
-"""Terminal-phase report (issue 23): every claim where it lives, with paired-seed verdicts.
+"""Terminal-phase report: every claim where it lives, with paired-seed verdicts.
 
 Runs: :func:`ul_jax.paper.suites.tp_runs` of a setting of
 :data:`~ul_jax.paper.suites.TP_SETTINGS` (section key ``tp_<setting>``). Each setting trains a
@@ -32,8 +32,8 @@ import numpy as np
 
 from ul_jax.objectives import efr_feature_target_scale
 from ul_jax.paper.claims import PENDING
-from ul_jax.paper.figures import _plt
-from ul_jax.paper.results import VARIANT_LABEL, _last, _status_line, fmt_num, fmt_pct
+from ul_jax.paper.figures import pyplot
+from ul_jax.paper.results import VARIANT_LABEL, fmt_num, fmt_pct, last_value, status_line
 from ul_jax.paper.verdicts import RULES, judge
 
 TERMINAL_ACC = 0.99
@@ -96,7 +96,7 @@ def per_seed(res: Mapping, name: str) -> dict[int, dict[str, Any]]:
         if e.get("status") != "complete" or not e.get("curves"):
             continue
         c = e["curves"]
-        last = _last(c)
+        last = last_value(c)
         summ = e.get("summary") or {}
         evals = [a for a in c.get("eval/accuracy", []) if a is not None]
         groups = summ.get("groups") or {}
@@ -216,7 +216,7 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         st = res.get(r.name, {}).get("seeds", {})
         if not ps:
             steps = [
-                _last(e["curves"]).get("step")
+                last_value(e["curves"]).get("step")
                 for e in st.values()
                 if e.get("status") == "in progress" and e.get("curves")
             ]
@@ -274,7 +274,7 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         phase = "terminal phase not measured yet"
     if not any(per_seed(res, r.name) for r in runs):
         return "\n".join(rows + crow), PENDING
-    verdict = f"{phase}; " + "; ".join(parts) + f"; {_status_line(res, runs)}"
+    verdict = f"{phase}; " + "; ".join(parts) + f"; {status_line(res, runs)}"
     return "\n".join(rows + crow), verdict
 
 
@@ -336,7 +336,7 @@ def budget_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         return "\n".join(rows), PENDING
     verdict = (
         f"validation-selected UL+PAL λ on seed {k}: " + "; ".join(picks) + f"; "
-        f"{_status_line(res, list(runs) + by_budget[TP_EPOCHS])}"
+        f"{status_line(res, list(runs) + by_budget[TP_EPOCHS])}"
     )
     return "\n".join(rows), verdict
 
@@ -348,7 +348,7 @@ def fig_terminal(res: Mapping, runs: Sequence, path: Path) -> str | None:
     from ul_jax.paper.suites import TP_SELECTION_SEED
 
     sel = roles(res, runs, TP_SELECTION_SEED)
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     drawn = False
     seen = set()
@@ -433,7 +433,7 @@ def fig_group_grad(res: Mapping, runs: Sequence, path: Path) -> str | None:
             panels.append((r, steps, g, b, len(series)))
     if not panels:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     colors = ("tab:blue", "tab:orange", "tab:red")
     for ax, (r, steps, g, b, n) in zip(axes[0], panels):

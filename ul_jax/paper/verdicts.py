@@ -1,4 +1,4 @@
-"""Verdict rules of the terminal-phase report (issue 23): paired differences and decisions.
+"""Verdict rules of the terminal-phase report: paired differences and decisions.
 
 A claim compares two models trained with the *same seed* (same initialization key, same data
 order, same augmentation keys): the per-seed differences ``d_k = a_k − b_k`` (in points, i.e.

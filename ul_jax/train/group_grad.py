@@ -66,7 +66,7 @@ from jax.sharding import Mesh
 from ul_jax.data.augment import augment_key
 from ul_jax.metrics.classification import SHOT_GROUPS, shot_groups
 from ul_jax.objectives import per_example_loss, rlr_weights
-from ul_jax.train.step import StepConfig, TrainState, _shardings, _train_inputs
+from ul_jax.train.step import StepConfig, TrainState, mesh_shardings, train_inputs
 
 __all__ = [
     "GROUP_GRAD_KEYS",
@@ -126,7 +126,7 @@ def group_trunk_gradients(
     ``(B, K)`` float32 membership ``1[y_i ∈ G]``. ``class_group`` ``(C,)`` int in ``[0, K)``
     (:func:`class_groups`); ``batch`` and ``rng`` as :func:`ul_jax.train.step.train_step`'s.
     Pure."""
-    images = _train_inputs(cfg, rng, batch["image"])
+    images = train_inputs(cfg, rng, batch["image"])
     labels = batch["label"].astype(jnp.int32)
     trunk, head = split_trunk(state.params)
 
@@ -184,7 +184,7 @@ def jit_group_gradients(
     :func:`ul_jax.train.step.jit_train_step` (state replicated, *not* donated: the train step
     uses it next; batch sharded along ``"data"``; key ``augment_key(seed, state.step)``, the
     step's)."""
-    replicated, batch_sharding = _shardings(mesh)
+    replicated, batch_sharding = mesh_shardings(mesh)
     groups = np.asarray(class_group, np.int32)
 
     def fn(state, batch):

@@ -99,7 +99,7 @@ from ul_jax.train import group_grad
 from ul_jax.train.checkpoint import Checkpointer
 from ul_jax.train.plot import write_run_curves
 from ul_jax.train.precision import apply_deterministic_ops
-from ul_jax.train.preemption import _PreemptionWatch
+from ul_jax.train.preemption import PreemptionWatch
 from ul_jax.train.progress import ProgressBar, WallRate, use_progress_bar
 from ul_jax.train.setup import Schedule, TrainData, compile_run, load_train_data, schedule_from
 from ul_jax.train.step import decode_nonfinite
@@ -211,7 +211,7 @@ def train_and_evaluate(
     workdir = Path(workdir).absolute()
     lock = claim_workdir(workdir)  # path checks and the single-writer lock, before any compile
     try:
-        preempt = _PreemptionWatch()  # from here on, SIGTERM means "stop at a step boundary"
+        preempt = PreemptionWatch()  # from here on, SIGTERM means "stop at a step boundary"
         try:
             return _train_and_evaluate(config, workdir, until_step, skip_nonfinite, preempt, lock)
         finally:
@@ -221,7 +221,7 @@ def train_and_evaluate(
 
 
 def _train_and_evaluate(
-    config, workdir: Path, until_step, skip_nonfinite: int, preempt: _PreemptionWatch, lock
+    config, workdir: Path, until_step, skip_nonfinite: int, preempt: PreemptionWatch, lock
 ) -> dict[str, Any]:
     is_main = jax.process_index() == 0
     show_bar = is_main and use_progress_bar()  # a bad UL_JAX_PROGRESS fails before any work
@@ -356,7 +356,7 @@ class _Loop:
     run_eval: Callable
     ckpt: Checkpointer
     writer: MetricWriter
-    preempt: _PreemptionWatch
+    preempt: PreemptionWatch
     skip_nonfinite: int
     is_main: bool
     lock: Any  # ul_jax.train.lock.WorkdirLock (process 0) or NoLock

@@ -10,10 +10,10 @@ import threading
 
 import jax
 
-__all__ = ["_PreemptionWatch"]
+__all__ = ["PreemptionWatch"]
 
 
-class _PreemptionWatch:
+class PreemptionWatch:
     """Turns ``SIGTERM`` into "stop at the next step boundary".
 
     Single process: a Python handler (installed while :func:`train_and_evaluate` runs, main
@@ -34,11 +34,11 @@ class _PreemptionWatch:
 
     @staticmethod
     def _handle(signum, frame):
-        _PreemptionWatch.received = True
+        PreemptionWatch.received = True
 
     def pending(self) -> bool:
         """A single-process preemption notice that arrived before the first step."""
-        return not self._multi and _PreemptionWatch.received
+        return not self._multi and PreemptionWatch.received
 
     def reached(self, step: int) -> bool:
         if self._multi:
@@ -49,7 +49,7 @@ class _PreemptionWatch:
             except RuntimeError:  # preemption service disabled: no SIGTERM handling
                 self._multi = False
                 return False
-        return _PreemptionWatch.received
+        return PreemptionWatch.received
 
     def close(self):
         if self._old is not None:

@@ -217,7 +217,10 @@ def schedule_count(opt_state: Any, step: jax.Array) -> jax.Array:
     return counts[0] if counts else step
 
 
-def _train_inputs(cfg: StepConfig, rng: jax.Array, images: jax.Array) -> jax.Array:
+def train_inputs(cfg: StepConfig, rng: jax.Array, images: jax.Array) -> jax.Array:
+    """The network input of a training batch ``images (B, H, W, 3)`` uint8: randomly cropped
+    from a ``cfg.crop_padding``-padded copy and flipped (as ``cfg.augment`` says), then
+    normalized with ``cfg.mean`` / ``cfg.std``."""
     if cfg.augment == "none":
         return normalize(images, cfg.mean, cfg.std)
     offsets, flips = sample_crop_flip(rng, images.shape[0], cfg.crop_padding)
@@ -239,7 +242,7 @@ def train_step(
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One guarded SGD update (see the module docstring); pure, ``batch = {"image" uint8
     (B, H, W, 3), "label" (B,)}``, ``rng`` the augmentation key of this step."""
-    images = _train_inputs(cfg, rng, batch["image"])
+    images = train_inputs(cfg, rng, batch["image"])
     labels = batch["label"].astype(jnp.int32)
 
     def objective_fn(params):
@@ -387,7 +390,8 @@ def eval_step(
     )
 
 
-def _shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+def mesh_shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+    """``(replicated, batch)``: ``P()`` for states and sums, ``P("data")`` for batches."""
     return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
@@ -403,7 +407,7 @@ def jit_train_step(
     batch sharded along ``"data"``, augmentation key ``augment_key(seed, state.step)``."""
     from ul_jax.data.augment import augment_key
 
-    replicated, batch_sharding = _shardings(mesh)
+    replicated, batch_sharding = mesh_shardings(mesh)
 
     def step(state, batch):
         return train_step(model, tx, schedule, cfg, state, batch, augment_key(seed, state.step))
@@ -419,7 +423,7 @@ def jit_train_step(
 def jit_eval_step(model: nn.Module, cfg: StepConfig, mesh: Mesh) -> Callable:
     """``(acc, state, batch) → acc`` (:func:`eval_step`) compiled over ``mesh``: sums and state
     replicated, batch sharded (XLA adds the cross-device reductions of the sums)."""
-    replicated, batch_sharding = _shardings(mesh)
+    replicated, batch_sharding = mesh_shardings(mesh)
     return jax.jit(
         lambda acc, state, batch: eval_step(model, cfg, acc, state, batch),
         in_shardings=(replicated, replicated, batch_sharding),
@@ -429,7 +433,7 @@ def jit_eval_step(model: nn.Module, cfg: StepConfig, mesh: Mesh) -> Callable:
 
 @functools.cache
 def _jit_eval_init(mesh: Mesh) -> Callable:
-    return jax.jit(eval_init, static_argnums=(0, 1), out_shardings=_shardings(mesh)[0])
+    return jax.jit(eval_init, static_argnums=(0, 1), out_shardings=mesh_shardings(mesh)[0])
 
 
 def init_eval_sums(num_classes: int, dim: int, mesh: Mesh) -> EvalSums:
@@ -469,7 +473,7 @@ def jit_init_fn(
     mesh: Mesh,
 ) -> Callable[[], TrainState]:
     """The compiled initializer behind :func:`jit_init_state` (``() → state``)."""
-    replicated, _ = _shardings(mesh)
+    replicated, _ = mesh_shardings(mesh)
     return jax.jit(
         lambda: create_train_state(model, tx, init_key(seed), image_shape), out_shardings=replicated
     )

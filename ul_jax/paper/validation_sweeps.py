@@ -1,4 +1,5 @@
-"""Second-pass reproduction report (issue 14): knobs chosen on a validation split.
+"""Knobs chosen on a validation split (the second pass of docs/REPRODUCTION.md): the EFR λ and
+the FNPAL scale s.
 
 Two groups of runs (:mod:`ul_jax.paper.suites`: ``SWEEP_RUNS``, ``SCALE_RUNS``), all trained on
 45,000 CIFAR-10 images with a balanced 5,000-image validation split held out
@@ -28,8 +29,8 @@ import numpy as np
 
 from ul_jax.objectives import efr_feature_target_scale, efr_lambda_conventions
 from ul_jax.paper.claims import PENDING
-from ul_jax.paper.figures import _fig_claim2, _plt, _seed_curves
-from ul_jax.paper.results import VARIANT_LABEL, _last, _status_line, fmt_num, fmt_pct, mean_std
+from ul_jax.paper.figures import claim2_figure, pyplot, seed_curves
+from ul_jax.paper.results import VARIANT_LABEL, fmt_num, fmt_pct, last_value, mean_std, status_line
 
 # CPU-suite constants the table needs (the runs' config.json holds them too; checked there)
 BATCH = 128
@@ -52,26 +53,26 @@ MECH_LABELS = (
 CURVE_KEYS = ("val/accuracy", "eval/feature_norm", "val/feature_norm", *MECH_KEYS)
 
 
-def _finals(res: Mapping, name: str) -> list[dict[str, Any]]:
+def finished_finals(res: Mapping, name: str) -> list[dict[str, Any]]:
     """The last logged value of every curve key, per finished (``complete``) seed."""
     out = []
     for e in res.get(name, {}).get("seeds", {}).values():
         if e.get("status") == "complete" and e.get("curves"):
-            f = _last(e["curves"])
+            f = last_value(e["curves"])
             f["top1"] = (e.get("summary") or {}).get("top1", f.get("eval/accuracy"))
             out.append(f)
     return out
 
 
-def _col(finals: Sequence[Mapping], key: str) -> list[float]:
+def column(finals: Sequence[Mapping], key: str) -> list[float]:
     return [float(f[key]) for f in finals if f.get(key) is not None]
 
 
-def _lam(run) -> float:
+def run_lambda(run) -> float:
     return float(run.overrides.get("objective.efr_weight", 0.0))
 
 
-def _fmt(xs: Sequence[float], pct: bool = False) -> str:
+def fmt_cell(xs: Sequence[float], pct: bool = False) -> str:
     return fmt_pct(xs) if pct else fmt_num(xs)
 
 
@@ -82,7 +83,7 @@ def select(res: Mapping, runs: Sequence, key: str = "val/accuracy", lower: bool 
     sign = -1.0 if lower else 1.0
     best, best_v = None, -np.inf
     for r in runs:
-        v = _col(_finals(res, r.name), key)
+        v = column(finished_finals(res, r.name), key)
         if v and sign * np.mean(v) > best_v + 1e-12:
             best, best_v = r, sign * float(np.mean(v))
     return best
@@ -102,14 +103,14 @@ def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     ]
     chosen, parts = {}, []
     for fam, label in (("ul_pal", "UL+PAL"), ("ce", "CE")):
-        fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
+        fr = sorted((r for r in runs if _family(r) == fam), key=run_lambda)
         if not fr:
             continue
         best = select(res, fr)
         chosen[fam] = best
         for r in fr:
-            fin = _finals(res, r.name)
-            lam = _lam(r)
+            fin = finished_finals(res, r.name)
+            lam = run_lambda(r)
             if lam > 0:
                 conv = efr_lambda_conventions(lam, BATCH, NUM_TRAIN)
                 lam_cells = (
@@ -126,30 +127,30 @@ def sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             mark = " **← selected on val**" if r is best else ""
             rows.append(
                 f"| {label} | {lam_cells} | {hstar} | "
-                f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
-                f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
-                f"{_fmt(_col(fin, 'eval/theorem6_distance'))} | "
-                f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
+                f"{fmt_cell(column(fin, 'val/accuracy'), True)}{mark} | "
+                f"{fmt_cell(column(fin, 'top1'), True)} | {fmt_cell(column(fin, 'eval/feature_norm'))} | "
+                f"{fmt_cell(column(fin, 'eval/theorem6_distance'))} | "
+                f"{fmt_cell(column(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
             )
-        vanilla = next((r for r in fr if _lam(r) == 0), None)
+        vanilla = next((r for r in fr if run_lambda(r) == 0), None)
         if best is not None and vanilla is not None:
-            tb = _col(_finals(res, best.name), "top1")
-            tv = _col(_finals(res, vanilla.name), "top1")
+            tb = column(finished_finals(res, best.name), "top1")
+            tv = column(finished_finals(res, vanilla.name), "top1")
             if tb and tv:
                 parts.append(
-                    f"{label}: λ_b = {_lam(best):.3g} selected on validation; test top-1 "
-                    f"{_fmt(tb, True)} vs vanilla {_fmt(tv, True)} "
+                    f"{label}: λ_b = {run_lambda(best):.3g} selected on validation; test top-1 "
+                    f"{fmt_cell(tb, True)} vs vanilla {fmt_cell(tv, True)} "
                     f"({100 * (mean_std(tb)[0] - mean_std(tv)[0]):+.2f} pts)"
                 )
     if chosen.get("ul_pal") and chosen.get("ce"):
-        u = _col(_finals(res, chosen["ul_pal"].name), "top1")
-        c = _col(_finals(res, chosen["ce"].name), "top1")
+        u = column(finished_finals(res, chosen["ul_pal"].name), "top1")
+        c = column(finished_finals(res, chosen["ce"].name), "top1")
         if u and c:
             parts.append(
                 f"UL+PAL(+EFR) − CE(+EFR), both selected on validation: "
                 f"{100 * (mean_std(u)[0] - mean_std(c)[0]):+.2f} pts test top-1"
             )
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
 
@@ -182,19 +183,22 @@ def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         by_var.setdefault(r.variant, []).append(r)
     best = {v: select(res, rs) for v, rs in by_var.items()}
     for r in sorted(runs, key=lambda r: (float(r.overrides.get("head.scale", 1.0)), r.variant)):
-        fin = _finals(res, r.name)
+        fin = finished_finals(res, r.name)
         area = _areas(res, r.name)
         mark = " **← selected on val**" if best.get(r.variant) is r else ""
         rows.append(
-            f"| {r.overrides.get('head.scale', 1.0):g} | {_label(r.variant)} | "
-            f"{_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
-            f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(area, True)} | "
-            f"{_fmt(_col(fin, 'eval/feature_norm'))} | {len(fin)} |"
+            f"| {r.overrides.get('head.scale', 1.0):g} | {variant_label(r.variant)} | "
+            f"{fmt_cell(column(fin, 'val/accuracy'), True)}{mark} | "
+            f"{fmt_cell(column(fin, 'top1'), True)} | {fmt_cell(area, True)} | "
+            f"{fmt_cell(column(fin, 'eval/feature_norm'))} | {len(fin)} |"
         )
     parts = []
 
     def cmp(a, b, what):
-        fa, fb = _col(_finals(res, a.name), "top1"), _col(_finals(res, b.name), "top1")
+        fa, fb = (
+            column(finished_finals(res, a.name), "top1"),
+            column(finished_finals(res, b.name), "top1"),
+        )
         if not fa or not fb:
             return
         aa, ab = _areas(res, a.name), _areas(res, b.name)
@@ -220,11 +224,11 @@ def scale_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
             f"s tuned on val (no RLR: s = {best['ul_fnpal'].overrides.get('head.scale'):g}, "
             f"RLR: s = {best['ul_fnpal_rlr'].overrides.get('head.scale'):g})",
         )
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
 
-def _label(v: str) -> str:
+def variant_label(v: str) -> str:
     return VARIANT_LABEL.get(v, v)
 
 
@@ -232,26 +236,26 @@ def _label(v: str) -> str:
 def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """(a, b) validation and test top-1 vs λ for UL+PAL and CE (λ = 0 as dashed lines);
     (c) UL+PAL: final test ‖h‖ against the Theorem-6 prediction ‖h*‖ (one point per seed)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     drawn = False
     for ax, fam, label in ((axes[0], "ul_pal", "UL+PAL(+EFR)"), (axes[1], "ce", "CE(+EFR)")):
-        fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
+        fr = sorted((r for r in runs if _family(r) == fam), key=run_lambda)
         for key, col, name in (
             ("val/accuracy", "tab:blue", "validation"),
             ("top1", "tab:red", "test"),
         ):
             xs, ms, lo, hi = [], [], [], []
             for r in fr:
-                v = _col(_finals(res, r.name), key)
+                v = column(finished_finals(res, r.name), key)
                 if not v:
                     continue
-                if _lam(r) == 0:
+                if run_lambda(r) == 0:
                     ax.axhline(
                         100 * np.mean(v), color=col, ls="--", lw=1, label=f"{name}, λ = 0 (vanilla)"
                     )
                     continue
-                xs.append(_lam(r))
+                xs.append(run_lambda(r))
                 ms.append(100 * np.mean(v))
                 lo.append(100 * np.min(v))
                 hi.append(100 * np.max(v))
@@ -267,8 +271,8 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
                 )
                 drawn = True
         best = select(res, fr)
-        if best is not None and _lam(best) > 0:
-            ax.axvline(_lam(best), color="0.5", ls=":", label="selected on validation")
+        if best is not None and run_lambda(best) > 0:
+            ax.axvline(run_lambda(best), color="0.5", ls=":", label="selected on validation")
         ax.set_xscale("log")
         ax.set_xlabel("λ_b (EFR batch sum, B = 128)")
         ax.set_ylabel("top-1 (%)")
@@ -278,10 +282,10 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
     ax = axes[2]
     pred, meas = [], []
     for r in runs:
-        if _family(r) != "ul_pal" or _lam(r) == 0:
+        if _family(r) != "ul_pal" or run_lambda(r) == 0:
             continue
-        h = efr_feature_target_scale(_lam(r), BATCH, NUM_CLASSES)
-        for v in _col(_finals(res, r.name), "eval/feature_norm"):
+        h = efr_feature_target_scale(run_lambda(r), BATCH, NUM_CLASSES)
+        for v in column(finished_finals(res, r.name), "eval/feature_norm"):
             pred.append(h)
             meas.append(v)
     if pred:
@@ -289,8 +293,8 @@ def fig_sweep(res: Mapping, runs: Sequence, path: Path) -> str | None:
         lim = [min(pred + meas) / 2, max(pred + meas) * 2]
         ax.loglog(lim, lim, "k--", lw=1, label="measured = predicted")
         for r in runs:
-            if _family(r) == "ul_pal" and _lam(r) == 0:
-                for v in _col(_finals(res, r.name), "eval/feature_norm"):
+            if _family(r) == "ul_pal" and run_lambda(r) == 0:
+                for v in column(finished_finals(res, r.name), "eval/feature_norm"):
                     ax.axhline(v, color="0.6", lw=1, ls=":")
         ax.legend(fontsize=7)
         drawn = True
@@ -312,13 +316,13 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
     sweep = [r for r in runs if "sweep" in r.claims]
     picks = []
     for fam in ("ul_pal", "ce"):
-        fr = sorted((r for r in sweep if _family(r) == fam), key=_lam)
-        vanilla = next((r for r in fr if _lam(r) == 0), None)
+        fr = sorted((r for r in sweep if _family(r) == fam), key=run_lambda)
+        vanilla = next((r for r in fr if run_lambda(r) == 0), None)
         best = select(res, fr)
         picks += [r for r in (vanilla, best if best is not vanilla else None) if r is not None]
     if not picks:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(MECH_KEYS), figsize=(4.2 * len(MECH_KEYS), 3.8))
     colors = {
         "ul_pal": "tab:orange",
@@ -329,10 +333,10 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
     drawn = False
     for ax, key, ylab in zip(axes[:-1], MECH_KEYS[:-1], MECH_LABELS[:-1]):
         for r in picks:
-            xs, ys = _seed_curves(res, r, key)
+            xs, ys = seed_curves(res, r, key)
             if ys is None:
                 continue
-            lab = _label(r.variant) + (f" λ={_lam(r):.3g}" if _lam(r) else "")
+            lab = variant_label(r.variant) + (f" λ={run_lambda(r):.3g}" if run_lambda(r) else "")
             ax.plot(xs, ys.mean(0), color=colors.get(r.variant), label=lab)
             drawn = True
         ax.set_xlabel("epoch")
@@ -341,10 +345,10 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
             ax.set_yscale("log")
     axes[0].legend(fontsize=7)
     ax = axes[-1]
-    ul = sorted((r for r in sweep if _family(r) == "ul_pal" and _lam(r) > 0), key=_lam)
+    ul = sorted((r for r in sweep if _family(r) == "ul_pal" and run_lambda(r) > 0), key=run_lambda)
     cmap = plt.get_cmap("viridis")
     for i, r in enumerate(ul):
-        xs, ys = _seed_curves(res, r, MECH_KEYS[-1])
+        xs, ys = seed_curves(res, r, MECH_KEYS[-1])
         if ys is None:
             continue
         ax.plot(
@@ -353,7 +357,7 @@ def fig_mechanism(res: Mapping, runs: Sequence, path: Path) -> str | None:
             color=cmap(i / max(len(ul) - 1, 1)),
             marker="o",
             ms=3,
-            label=f"λ={_lam(r):.3g}, ‖h*‖={efr_feature_target_scale(_lam(r), BATCH, 10):.3g}",
+            label=f"λ={run_lambda(r):.3g}, ‖h*‖={efr_feature_target_scale(run_lambda(r), BATCH, 10):.3g}",
         )
         drawn = True
     ax.set_yscale("log")
@@ -380,30 +384,30 @@ def long_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     ]
     tops = {}
     for r in runs:
-        fin = _finals(res, r.name)
+        fin = finished_finals(res, r.name)
         area = _areas(res, r.name)
-        tops[r.variant] = _col(fin, "top1")
+        tops[r.variant] = column(fin, "top1")
         rows.append(
-            f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | "
-            f"{_fmt(_col(fin, 'val/accuracy'), True)} | {_fmt(tops[r.variant], True)} | "
-            f"{_fmt(area, True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
-            f"{_fmt(_col(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
+            f"| {r.name} ({variant_label(r.variant)}) | {run_lambda(r):.3g} | "
+            f"{fmt_cell(column(fin, 'val/accuracy'), True)} | {fmt_cell(tops[r.variant], True)} | "
+            f"{fmt_cell(area, True)} | {fmt_cell(column(fin, 'eval/feature_norm'))} | "
+            f"{fmt_cell(column(fin, 'eval/cos_feature_prototype'))} | {len(fin)} |"
         )
     parts = []
     for v in ("ul_pal_efr", "ul_pal"):
         if tops.get(v) and tops.get("ce"):
             d = 100 * (mean_std(tops[v])[0] - mean_std(tops["ce"])[0])
             parts.append(
-                f"{_label(v)} − CE = {d:+.2f} pts final test top-1 "
+                f"{variant_label(v)} − CE = {d:+.2f} pts final test top-1 "
                 f"({'within' if abs(d) <= 2 else 'outside'} ±2 pts)"
             )
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else _pending()
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else _pending()
     return "\n".join(rows), verdict
 
 
 def fig_long(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """Test accuracy vs epoch of the long runs (the first pass's claim-2 figure)."""
-    return _fig_claim2(res, runs, path)
+    return claim2_figure(res, runs, path)
 
 
 SECTIONS = {"sweep": sweep_section, "scale": scale_section, "long": long_section}

@@ -1,5 +1,5 @@
-"""Second-pass report, long-tailed part (issue 14, claims 3/4): CIFAR-10-LT ρ = 100 at the paper's
-200 epochs, and calibration in the terminal phase.
+"""Long-tailed and calibration sections (claims 3/4; the second pass of docs/REPRODUCTION.md):
+CIFAR-10-LT ρ = 100 at the paper's 200 epochs, and calibration in the terminal phase.
 
 Runs (:mod:`ul_jax.paper.suites`): ``LT_SWEEP_RUNS`` / ``LT_RUNS`` / ``CALIB_RUNS``, all with the
 balanced 500-per-class validation split held out *before* the long-tailed (or capped) training
@@ -30,17 +30,17 @@ import numpy as np
 
 from ul_jax.objectives import efr_feature_target_scale
 from ul_jax.paper.claims import PENDING
-from ul_jax.paper.figures import _plt
-from ul_jax.paper.results import _last, _status_line, _vals, mean_std
-from ul_jax.paper.second_pass import (
+from ul_jax.paper.figures import pyplot
+from ul_jax.paper.results import last_value, mean_std, seed_values, status_line
+from ul_jax.paper.validation_sweeps import (
     BATCH,
     NUM_CLASSES,
-    _col,
-    _finals,
-    _fmt,
-    _label,
-    _lam,
+    column,
+    finished_finals,
+    fmt_cell,
+    run_lambda,
     select,
+    variant_label,
 )
 
 # in-loop keys these sections read (the report adds them to the collected curves)
@@ -63,12 +63,12 @@ def _family(run) -> str:
 def _hstar(run) -> str:
     if _family(run) != "ul_pal":
         return "—"
-    lam = _lam(run)
+    lam = run_lambda(run)
     return f"{efr_feature_target_scale(lam, BATCH, NUM_CLASSES):.3g}" if lam else "∞"
 
 
 def _summ(res: Mapping, name: str, getter) -> list[float]:
-    return _vals(res, name, getter)
+    return seed_values(res, name, getter)
 
 
 def lt_sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
@@ -80,22 +80,22 @@ def lt_sweep_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     ]
     parts = []
     for fam, label in (("ul_pal", "UL+PAL"), ("ce", "CE")):
-        fr = sorted((r for r in runs if _family(r) == fam), key=_lam)
+        fr = sorted((r for r in runs if _family(r) == fam), key=run_lambda)
         if not fr:
             continue
         best = select(res, fr)
         for r in fr:
-            fin = _finals(res, r.name)
+            fin = finished_finals(res, r.name)
             mark = " **← selected on val**" if r is best else ""
             rows.append(
-                f"| {label} | {_lam(r):.3g}{' (vanilla)' if not _lam(r) else ''} | "
-                f"{_hstar(r)} | {_fmt(_col(fin, 'val/accuracy'), True)}{mark} | "
-                f"{_fmt(_col(fin, 'top1'), True)} | {_fmt(_col(fin, 'eval/feature_norm'))} | "
+                f"| {label} | {run_lambda(r):.3g}{' (vanilla)' if not run_lambda(r) else ''} | "
+                f"{_hstar(r)} | {fmt_cell(column(fin, 'val/accuracy'), True)}{mark} | "
+                f"{fmt_cell(column(fin, 'top1'), True)} | {fmt_cell(column(fin, 'eval/feature_norm'))} | "
                 f"{len(fin)} |"
             )
         if best is not None:
-            parts.append(f"{label}: λ_b = {_lam(best):.3g} selected on validation")
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
+            parts.append(f"{label}: λ_b = {run_lambda(best):.3g} selected on validation")
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else PENDING
     return "\n".join(rows), verdict
 
 
@@ -105,7 +105,7 @@ def _partial(res: Mapping, name: str) -> str | None:
     for e in res.get(name, {}).get("seeds", {}).values():
         if e.get("status") == "complete" or not e.get("curves"):
             continue
-        last = _last(e["curves"])
+        last = last_value(e["curves"])
         step, total = last.get("step"), e.get("total_steps")
         if step is None or (best is not None and step <= best[0]):
             continue
@@ -128,7 +128,7 @@ def _auroc(res: Mapping, name: str, score: str) -> list[float]:
 def _head_tail(res: Mapping, name: str) -> list[float]:
     """Per seed: mean test ‖h‖ of the 3 head classes / of the 3 tail classes (final eval)."""
     out = []
-    for f in _finals(res, name):
+    for f in finished_finals(res, name):
         v = f.get("eval/class_feature_norm")
         if isinstance(v, list) and len(v) == NUM_CLASSES:
             out.append(float(np.mean(v[:3]) / np.mean(v[-3:])))
@@ -138,7 +138,7 @@ def _head_tail(res: Mapping, name: str) -> list[float]:
 def _head_share(res: Mapping, name: str) -> list[float]:
     """Per seed: the share of (balanced) test predictions that go to the 3 head classes."""
     out = []
-    for f in _finals(res, name):
+    for f in finished_finals(res, name):
         v = f.get("eval/class_prediction_share")
         if isinstance(v, list) and len(v) == NUM_CLASSES:
             out.append(float(np.sum(v[:3])))
@@ -152,9 +152,9 @@ def _selection_note(res: Mapping, run) -> str:
 
     fam = [r for r in LT_SWEEP_RUNS if _family(r) == _family(run) and r.name in res]
     best = select(res, fam) if fam else None
-    if best is None or _lam(run) == 0 or _lam(best) == _lam(run):
+    if best is None or run_lambda(run) == 0 or run_lambda(best) == run_lambda(run):
         return ""
-    return f" (not the validation choice: λ_b = {_lam(best):.3g} was)"
+    return f" (not the validation choice: λ_b = {run_lambda(best):.3g} was)"
 
 
 def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
@@ -167,25 +167,27 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     ]
     tops = {}
     for r in runs:
-        fin = _finals(res, r.name)
-        top = _col(fin, "top1")
+        fin = finished_finals(res, r.name)
+        top = column(fin, "top1")
         tops[r.variant] = top
         if not fin:
             p = _partial(res, r.name) or "not run"
-            rows.append(f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g} | {p} |" + " |" * 11)
+            rows.append(
+                f"| {r.name} ({variant_label(r.variant)}) | {run_lambda(r):.3g} | {p} |" + " |" * 11
+            )
             continue
         ood = " / ".join(
-            _fmt(_auroc(res, r.name, s), True) for s in ("msp", "energy", "feature_norm")
+            fmt_cell(_auroc(res, r.name, s), True) for s in ("msp", "energy", "feature_norm")
         )
         rows.append(
-            f"| {r.name} ({_label(r.variant)}) | {_lam(r):.3g}{_selection_note(res, r)} | "
-            f"{_fmt(top, True)} | "
-            + " | ".join(_fmt(_groups(res, r.name, g), True) for g in ("many", "medium", "few"))
-            + f" | {_fmt(_summ(res, r.name, lambda s: s['ece']), True)} | "
-            f"{_fmt(_summ(res, r.name, lambda s: s['mce']), True)} | {ood} | "
-            f"{_fmt(_col(fin, 'val/accuracy'), True)} | "
-            f"{_fmt(_col(fin, 'train/accuracy'), True)} | {_fmt(_head_tail(res, r.name))} | "
-            f"{_fmt(_head_share(res, r.name), True)} | {len(fin)} |"
+            f"| {r.name} ({variant_label(r.variant)}) | {run_lambda(r):.3g}{_selection_note(res, r)} | "
+            f"{fmt_cell(top, True)} | "
+            + " | ".join(fmt_cell(_groups(res, r.name, g), True) for g in ("many", "medium", "few"))
+            + f" | {fmt_cell(_summ(res, r.name, lambda s: s['ece']), True)} | "
+            f"{fmt_cell(_summ(res, r.name, lambda s: s['mce']), True)} | {ood} | "
+            f"{fmt_cell(column(fin, 'val/accuracy'), True)} | "
+            f"{fmt_cell(column(fin, 'train/accuracy'), True)} | {fmt_cell(_head_tail(res, r.name))} | "
+            f"{fmt_cell(_head_share(res, r.name), True)} | {len(fin)} |"
         )
     parts = []
     for a, b in (
@@ -196,13 +198,13 @@ def lt_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     ):
         if tops.get(a) and tops.get(b):
             d = 100 * (mean_std(tops[a])[0] - mean_std(tops[b])[0])
-            parts.append(f"{_label(a)} − {_label(b)} = {d:+.2f} pts test top-1")
+            parts.append(f"{variant_label(a)} − {variant_label(b)} = {d:+.2f} pts test top-1")
     few = {r.variant: _groups(res, r.name, "few") for r in runs}
     for a, b in (("ul_pal_efr", "ce"), ("ul_pal_efr", "ul_pal")):
         if few.get(a) and few.get(b):
             d = 100 * (mean_std(few[a])[0] - mean_std(few[b])[0])
-            parts.append(f"few-shot {_label(a)} − {_label(b)} = {d:+.2f} pts")
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
+            parts.append(f"few-shot {variant_label(a)} − {variant_label(b)} = {d:+.2f} pts")
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else PENDING
     return "\n".join(rows), verdict
 
 
@@ -213,46 +215,47 @@ def calib_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         "val top-1 (%) | test ECE (%) | test MCE (%) | test top-1 (%) | test NLL | n |",
         "|" + "---|" * 11,
     ]
-    fr = sorted(runs, key=_lam)
-    best = select(res, [r for r in fr if _lam(r) > 0], "val/loss", lower=True)
-    base = next((r for r in fr if _lam(r) == 0), None)
+    fr = sorted(runs, key=run_lambda)
+    best = select(res, [r for r in fr if run_lambda(r) > 0], "val/loss", lower=True)
+    base = next((r for r in fr if run_lambda(r) == 0), None)
     for r in fr:
-        fin = _finals(res, r.name)
+        fin = finished_finals(res, r.name)
         if not fin:
             rows.append(
-                f"| {r.name} | {_lam(r):.3g} | {_partial(res, r.name) or 'not run'} |" + " |" * 8
+                f"| {r.name} | {run_lambda(r):.3g} | {_partial(res, r.name) or 'not run'} |"
+                + " |" * 8
             )
             continue
         mark = " **← selected on val**" if r is best else ""
         rows.append(
-            f"| {r.name} | {_lam(r):.3g} | {_fmt(_col(fin, 'train/accuracy'), True)} | "
-            f"{_fmt(_col(fin, 'val/loss'))}{mark} | {_fmt(_col(fin, 'val/ece'), True)} | "
-            f"{_fmt(_col(fin, 'val/accuracy'), True)} | "
-            f"{_fmt(_summ(res, r.name, lambda s: s['ece']), True)} | "
-            f"{_fmt(_summ(res, r.name, lambda s: s['mce']), True)} | {_fmt(_col(fin, 'top1'), True)} | "
-            f"{_fmt(_col(fin, 'eval/loss'))} | {len(fin)} |"
+            f"| {r.name} | {run_lambda(r):.3g} | {fmt_cell(column(fin, 'train/accuracy'), True)} | "
+            f"{fmt_cell(column(fin, 'val/loss'))}{mark} | {fmt_cell(column(fin, 'val/ece'), True)} | "
+            f"{fmt_cell(column(fin, 'val/accuracy'), True)} | "
+            f"{fmt_cell(_summ(res, r.name, lambda s: s['ece']), True)} | "
+            f"{fmt_cell(_summ(res, r.name, lambda s: s['mce']), True)} | {fmt_cell(column(fin, 'top1'), True)} | "
+            f"{fmt_cell(column(fin, 'eval/loss'))} | {len(fin)} |"
         )
     parts = []
     if base is not None and best is not None:
         eb = _summ(res, base.name, lambda s: s["ece"])
         ee = _summ(res, best.name, lambda s: s["ece"])
-        tr = _col(_finals(res, base.name), "train/accuracy")
+        tr = column(finished_finals(res, base.name), "train/accuracy")
         if eb and ee:
             parts.append(
-                f"CE+EFR (λ_b = {_lam(best):.3g}, chosen on validation NLL) − CE = "
+                f"CE+EFR (λ_b = {run_lambda(best):.3g}, chosen on validation NLL) − CE = "
                 f"{100 * (mean_std(ee)[0] - mean_std(eb)[0]):+.2f} pts test ECE "
-                f"({_fmt(ee, True)} vs {_fmt(eb, True)} %)"
+                f"({fmt_cell(ee, True)} vs {fmt_cell(eb, True)} %)"
             )
         if tr:
             # the augmented batches understate the fit; the un-augmented check is the
             # terminal-phase report's (ul_jax.paper.terminal, train_eval/accuracy)
             reached = float(np.mean(tr)) >= 0.99
             parts.append(
-                f"CE's final train accuracy on augmented batches {_fmt(tr, True)} % "
+                f"CE's final train accuracy on augmented batches {fmt_cell(tr, True)} % "
                 f"({'≥ 99 % on average' if reached else 'below 99 % on average'}; "
                 "un-augmented: the terminal-phase report)"
             )
-    verdict = "; ".join(parts) + f"; {_status_line(res, runs)}" if parts else PENDING
+    verdict = "; ".join(parts) + f"; {status_line(res, runs)}" if parts else PENDING
     return "\n".join(rows), verdict
 
 
@@ -261,7 +264,7 @@ def fig_lt_classes(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """Per class (0 = head … 9 = tail): test accuracy and mean test ‖h‖ (final evaluation,
     mean over finished seeds) of every 200-epoch LT run; ‖h‖ normalized by the run's mean so
     that CE and UL+PAL (different scales) share an axis."""
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
     colors = {
@@ -276,7 +279,7 @@ def fig_lt_classes(res: Mapping, runs: Sequence, path: Path) -> str | None:
             for e in res[r.name]["seeds"].values()
             if (e.get("summary") or {}).get("per_class")
         ]
-        lab = _label(r.variant) + (f" λ={_lam(r):.3g}" if _lam(r) else "")
+        lab = variant_label(r.variant) + (f" λ={run_lambda(r):.3g}" if run_lambda(r) else "")
         if pcs:
             a1.plot(
                 range(NUM_CLASSES),
@@ -288,7 +291,7 @@ def fig_lt_classes(res: Mapping, runs: Sequence, path: Path) -> str | None:
             drawn = True
         norms = [
             np.asarray(f["eval/class_feature_norm"], float)
-            for f in _finals(res, r.name)
+            for f in finished_finals(res, r.name)
             if isinstance(f.get("eval/class_feature_norm"), list)
         ]
         if norms:
@@ -312,9 +315,9 @@ def fig_lt_classes(res: Mapping, runs: Sequence, path: Path) -> str | None:
 def fig_calib(res: Mapping, runs: Sequence, path: Path) -> str | None:
     """Reliability diagrams (test, 15 bins, seed-pooled counts) of CE and of the CE+EFR run
     selected on validation NLL."""
-    fr = sorted(runs, key=_lam)
-    base = next((r for r in fr if _lam(r) == 0), None)
-    best = select(res, [r for r in fr if _lam(r) > 0], "val/loss", lower=True)
+    fr = sorted(runs, key=run_lambda)
+    base = next((r for r in fr if run_lambda(r) == 0), None)
+    best = select(res, [r for r in fr if run_lambda(r) > 0], "val/loss", lower=True)
     picks = [r for r in (base, best) if r is not None]
     bins = {
         r.name: [
@@ -327,7 +330,7 @@ def fig_calib(res: Mapping, runs: Sequence, path: Path) -> str | None:
     picks = [r for r in picks if bins[r.name]]
     if not picks:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 4), squeeze=False)
     for ax, r in zip(axes[0], picks):
         bs = bins[r.name]
@@ -374,7 +377,7 @@ def fig_calib(res: Mapping, runs: Sequence, path: Path) -> str | None:
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         ece = _summ(res, r.name, lambda s: s["ece"])
         ax.set_title(
-            f"{_label(r.variant)}{f' λ={_lam(r):.3g}' if _lam(r) else ''}: test ECE {_fmt(ece, True)} %",
+            f"{variant_label(r.variant)}{f' λ={run_lambda(r):.3g}' if run_lambda(r) else ''}: test ECE {fmt_cell(ece, True)} %",
             fontsize=9,
         )
         ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
