@@ -208,7 +208,7 @@ def compile_plan(config, devices: Sequence[Any]) -> dict[str, Any]:
     tx, sched = T.build_optimizer_from_config(config, total_steps=1000, steps_per_epoch=100)
     cfg = T.step_config_from(config, types.SimpleNamespace(mean=(0.0,) * 3, std=(1.0,) * 3))
     state = jax.eval_shape(lambda: T.jit_init_state(model, tx, 0, (size, size, 3), mesh))
-    replicated, sharded = T.step._shardings(mesh)
+    replicated, sharded = T.step.mesh_shardings(mesh)
     state = jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), state
     )
