@@ -4,6 +4,7 @@ warning naming the damaged one); no usable checkpoint is an error, never a silen
 unless ``config.restart``; orbax temporary directories left by a kill are ignored; replicas that
 differ between processes are refused."""
 
+import gc
 import logging
 import shutil
 import sys
@@ -27,6 +28,14 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
     pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning"),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _collect_abandoned_reads():
+    """Collects those coroutines at the end of each test here, under the filters above, rather
+    than in whichever later test (of another file) the garbage collector happens to run."""
+    yield
+    gc.collect()
 
 
 # ---------------------------------------------------------------------------------------------
