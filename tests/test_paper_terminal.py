@@ -149,3 +149,48 @@ def test_group_grad_figure_from_logged_shares(tmp_path):
     name = terminal.fig_group_grad(res, lt, tmp_path / "g")
     assert name == "g.png" and (tmp_path / "g.png").stat().st_size > 0
     assert terminal.fig_group_grad({r.name: {"seeds": {}} for r in lt}, lt, tmp_path / "h") is None
+
+
+def test_split_section_judges_claim5_and_shows_every_ood_score():
+    """Class split: claim 5 on the near-OOD MSP AUROC; the OOD table shows each score on both
+    OOD sets and the paired EFR − λ = 0 AUROC differences (here energy: +5 pts every seed)."""
+    from ul_jax.paper.suites import TP_SPLIT_RUNS
+
+    def ood(msp, energy):
+        return {
+            name: {
+                "msp": {"auroc": msp, "fpr95": 0.9},
+                "energy": {"auroc": energy, "fpr95": 0.8},
+                "feature_norm": {"auroc": 0.5, "fpr95": 0.95},
+            }
+            for name in (terminal.NEAR_OOD, terminal.FAR_OOD)
+        }
+
+    def e(top1, val, msp, energy, k):
+        x = _entry(top1, val)
+        x["summary"]["ood"] = ood(msp + 0.001 * k, energy + 0.002 * k)
+        return x
+
+    ul, ce = "tp_split100_ul_pal", "tp_split100_ce"
+    assert {ul, ce} <= {r.name for r in TP_SPLIT_RUNS}
+    sel = next(r.name for r in TP_SPLIT_RUNS if r.variant == "ul_pal_efr")
+    spec = {
+        ce: {k: e(0.5, 0.5, 0.50, 0.52, k) for k in range(3)},
+        ul: {k: e(0.5, 0.49, 0.50, 0.50, k) for k in range(3)},
+        sel: {k: e(0.52, 0.55, 0.60 + 0.01 * k, 0.55, k) for k in range(3)},
+    }
+    res = {
+        r.name: {"seeds": {str(k): v for k, v in spec.get(r.name, {}).items()}}
+        for r in TP_SPLIT_RUNS
+    }
+    table, verdict = terminal.terminal_section(res, TP_SPLIT_RUNS, [0, 1, 2])
+    assert "5_ul holds" in verdict and "5_ce fails" in verdict  # CE: validation keeps λ = 0
+    assert "near-OOD (classes 6–9): AUROC (MSP / energy / ‖h‖, %)" in table
+    assert "| 50.1 / 52.2 / 50.0 | 90.0 / 80.0 / 95.0 | 50.1 / 52.2 / 50.0 |" in table  # CE
+    # UL+PAL+EFR − UL+PAL: energy +5.00 pts on every seed (zero spread), both OOD sets
+    assert table.count("+5.00 pts, [+5.00, +5.00] (n = 3)") == 2
+    # flip: EFR now lowers the near-OOD MSP AUROC → claim 5_ul fails
+    for k in range(3):
+        spec[sel][k]["summary"]["ood"][terminal.NEAR_OOD]["msp"]["auroc"] = 0.40
+    _, verdict = terminal.terminal_section(res, TP_SPLIT_RUNS, [0, 1, 2])
+    assert "5_ul fails" in verdict

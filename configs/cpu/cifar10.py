@@ -28,6 +28,11 @@ augmentation, PAL/FNPAL heads, the EFR penalty — is the paper's config, unchan
     img/class, 200 epochs) selected λ_b = 5e-4 by validation NLL. 1e-4 is the smallest λ of the
     long-tailed grid, the CE+EFR run shown there for the paper's comparison. For the
     calibration claim pass ``lam=5e-4``; for CE's best accuracy use ``ce``;
+  - the selected λ moves with the budget (third pass, ``docs/REPRODUCTION.md``, "λ across
+    budgets"): at 200 epochs of 100 images per class, where the training set is fitted,
+    validation selects a 5× weaker UL λ_b = 5e-5 (2.5e-4 still at 25 and 50 epochs, and at 200
+    epochs on long-tailed ρ = 100); for runs much longer than these 1,200 steps pass a weaker
+    ``lam=`` or select it on validation at your budget;
 
   (before the second pass these were the paper's λ carried over as a batch sum, ×256/128:
   2e-5 / 2e-6, or 1e-6 on ``split``, which never engage; the first-pass suite results were

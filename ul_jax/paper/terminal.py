@@ -58,7 +58,11 @@ SETTING_CLAIMS = {
     "split": ("5_ce", "5_ul", "2a", "4", "4_ul"),
 }
 NEAR_OOD = "cifar10_split_near_ood"
+FAR_OOD = "digits_far_ood"
 METRICS = ("top1", "ece", "mean_top1", "train_acc", "few", "near_auroc")
+# the OOD detail table of a class-split setting (Table 3's layout: every score, both OOD sets)
+OOD_SETS = ((NEAR_OOD, "near-OOD (classes 6–9)"), (FAR_OOD, "far-OOD (digits, not SVHN)"))
+OOD_SCORES = (("msp", "MSP"), ("energy", "energy"), ("feature_norm", "‖h‖"))
 
 
 def setting_claims(setting: str) -> tuple[str, ...]:
@@ -88,7 +92,8 @@ def _family(run) -> str:
 
 def per_seed(res: Mapping, name: str) -> dict[int, dict[str, Any]]:
     """``{seed: metrics}`` of the finished (``complete``) seeds of run ``name``: ``top1``,
-    ``ece`` (test, fractions), ``mean_top1`` (mean test top-1 over the evaluations),
+    ``ece`` (test, fractions), ``ood`` (``{(set, score, "auroc" | "fpr95"): value}`` over
+    :data:`OOD_SETS` × :data:`OOD_SCORES`, ``None`` where not scored), ``mean_top1`` (mean test top-1 over the evaluations),
     ``train_acc`` (un-augmented training accuracy at the end), ``val_top1``, ``val_nll``
     (validation loss; NLL for CE), ``feature_norm`` (test), ``test_loss``."""
     out: dict[int, dict[str, Any]] = {}
@@ -101,7 +106,14 @@ def per_seed(res: Mapping, name: str) -> dict[int, dict[str, Any]]:
         evals = [a for a in c.get("eval/accuracy", []) if a is not None]
         groups = summ.get("groups") or {}
         near = (summ.get("ood") or {}).get(NEAR_OOD, {}).get("msp", {})
+        ood = summ.get("ood") or {}
         out[int(seed)] = {
+            "ood": {
+                (name, score, m): ood.get(name, {}).get(score, {}).get(m)
+                for name, _ in OOD_SETS
+                for score, _ in OOD_SCORES
+                for m in ("auroc", "fpr95")
+            },
             "few": groups.get("few"),
             "near_auroc": near.get("auroc"),
             "top1": summ.get("top1", last.get("eval/accuracy")),
@@ -274,8 +286,81 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         phase = "terminal phase not measured yet"
     if not any(per_seed(res, r.name) for r in runs):
         return "\n".join(rows + crow), PENDING
+    if any(c.startswith("5") for c in claims):
+        crow += ["", *ood_table(res, sel)]
     verdict = f"{phase}; " + "; ".join(parts) + f"; {status_line(res, runs)}"
     return "\n".join(rows + crow), verdict
+
+
+def ood_table(res: Mapping, sel: Mapping[str, Any]) -> list[str]:
+    """Table 3's layout for the headline runs of a class-split setting: AUROC and FPR95 of
+    every score (MSP / energy / ‖h‖, larger = more in-distribution) on the near- and far-OOD
+    sets (mean over finished seeds), then the paired EFR − λ = 0 AUROC difference
+    of each score with its 95 % interval. Descriptive: the pre-registered claim (5_ce / 5_ul)
+    is the near-OOD MSP AUROC of the claim table alone."""
+    from ul_jax.paper.verdicts import paired_difference
+
+    shown = []
+    for role in ("ce", "ce_sel", "ul_pal", "ul_pal_sel"):
+        r = sel.get(role)
+        if r is not None and r not in shown and per_seed(res, r.name):
+            shown.append(r)
+    scores = " / ".join(lab for _, lab in OOD_SCORES)
+    head = "".join(f"{lab}: {m} ({scores}, %) | " for _, lab in OOD_SETS for m in ("AUROC", "FPR95"))
+    rows = [
+        "OOD detection, every score (descriptive; the claims above use the near-OOD MSP AUROC "
+        "alone):",
+        "",
+        f"| model | knob | seeds | {head}",
+        "|" + "---|" * (3 + 2 * len(OOD_SETS)),
+    ]
+
+    def vals(run, key) -> dict[int, float]:
+        return {
+            k: 100.0 * float(v["ood"][key])
+            for k, v in per_seed(res, run.name).items()
+            if v["ood"].get(key) is not None
+        }
+
+    for r in shown:
+        cells = []
+        for name, _ in OOD_SETS:
+            for m in ("auroc", "fpr95"):
+                per = []
+                for score, _ in OOD_SCORES:
+                    xs = list(vals(r, (name, score, m)).values())
+                    per.append(f"{np.mean(xs):.1f}" if xs else "—")
+                cells.append(" / ".join(per))
+        seeds = ", ".join(str(k) for k in sorted(per_seed(res, r.name)))
+        rows.append(
+            f"| {VARIANT_LABEL.get(r.variant, r.variant)} | {_knob(r)} | {seeds} | "
+            + "".join(f"{c} | " for c in cells)
+        )
+    pairs = [
+        (sel.get(a), sel.get(b))
+        for a, b in (("ce_sel", "ce"), ("ul_pal_sel", "ul_pal"))
+        if sel.get(a) is not None and sel.get(b) is not None and sel.get(a) is not sel.get(b)
+    ]
+    if pairs:
+        rows += [
+            "",
+            "| paired AUROC difference (EFR − λ = 0, pts) | "
+            + "".join(f"{lab}, {s_lab} | " for _, lab in OOD_SETS for _, s_lab in OOD_SCORES),
+            "|" + "---|" * (1 + len(OOD_SETS) * len(OOD_SCORES)),
+        ]
+        for a, b in pairs:
+            cells = [
+                paired_difference(vals(a, (name, score, "auroc")), vals(b, (name, score, "auroc")))
+                .text()
+                .replace("95 % CI ", "")
+                for name, _ in OOD_SETS
+                for score, _ in OOD_SCORES
+            ]
+            rows.append(
+                f"| {VARIANT_LABEL.get(a.variant, a.variant)} {_knob(a)} − {_knob(b)} | "
+                + "".join(f"{c} | " for c in cells)
+            )
+    return rows
 
 
 def budget_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
