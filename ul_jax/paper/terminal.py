@@ -360,7 +360,7 @@ def ood_table(res: Mapping, sel: Mapping[str, Any]) -> list[str]:
                 f"| {VARIANT_LABEL.get(a.variant, a.variant)} {_knob(a)} − {_knob(b)} | "
                 + "".join(f"{c} | " for c in cells)
             )
-    return rows
+    return [r.rstrip() for r in rows]
 
 
 def budget_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
