@@ -306,7 +306,9 @@ def ood_table(res: Mapping, sel: Mapping[str, Any]) -> list[str]:
         if r is not None and r not in shown and per_seed(res, r.name):
             shown.append(r)
     scores = " / ".join(lab for _, lab in OOD_SCORES)
-    head = "".join(f"{lab}: {m} ({scores}, %) | " for _, lab in OOD_SETS for m in ("AUROC", "FPR95"))
+    head = "".join(
+        f"{lab}: {m} ({scores}, %) | " for _, lab in OOD_SETS for m in ("AUROC", "FPR95")
+    )
     rows = [
         "OOD detection, every score (descriptive; the claims above use the near-OOD MSP AUROC "
         "alone):",
