@@ -30,6 +30,15 @@ def _res(spec):
     }
 
 
+def _fill_grid(spec, runs, families=("ce", "ul_pal"), val_top1=0.2):
+    """Seed-0 entries, worse on validation than any the test sets, for every run of the λ
+    grids in ``families`` that ``spec`` leaves out: a selection needs its whole grid."""
+    for r in runs:
+        if r.variant.removesuffix("_efr") in families and 0 not in spec.get(r.name, {}):
+            spec.setdefault(r.name, {})[0] = _entry(0.2, val_top1, val_nll=9.0)
+    return spec
+
+
 def _name(variant, lam=None, s=None):
     n = f"tp_b100_{variant}"
     if lam:
@@ -86,7 +95,13 @@ def test_section_verdicts_follow_the_numbers():
         _name("ul_pal"): {k: _entry(0.45 + 0.005 * k, 0.45, ece=0.6) for k in range(3)},
         sel: {k: _entry(0.601 + 0.01 * k, 0.61, ece=0.2) for k in range(3)},
     }
+    # a selection among part of a λ grid is no selection: the claims that use it wait
+    _, verdict = terminal.terminal_section(_res(spec), TP_B100_RUNS, [0, 1, 2])
+    assert "2a pending" in verdict and "4 pending" in verdict and "2a_vanilla fails" in verdict
+    assert "selection pending: grid incomplete on seed 0 (CE 2 of 4, UL+PAL 2 of 4)" in verdict
+    _fill_grid(spec, TP_B100_RUNS)
     table, verdict = terminal.terminal_section(_res(spec), TP_B100_RUNS, [0, 1, 2])
+    assert "selection pending" not in verdict
     assert "terminal phase reached" in verdict
     assert "2a holds" in verdict and "2a_vanilla fails" in verdict and "4 holds" in verdict
     assert "4_ul holds" in verdict and "2b pending" in verdict
@@ -179,6 +194,7 @@ def test_split_section_judges_claim5_and_shows_every_ood_score():
         ul: {k: e(0.5, 0.49, 0.50, 0.50, k) for k in range(3)},
         sel: {k: e(0.52, 0.55, 0.60 + 0.01 * k, 0.55, k) for k in range(3)},
     }
+    _fill_grid(spec, TP_SPLIT_RUNS)
     res = {
         r.name: {"seeds": {str(k): v for k, v in spec.get(r.name, {}).items()}}
         for r in TP_SPLIT_RUNS

@@ -162,6 +162,41 @@ def roles(res: Mapping, runs: Sequence, seed: int) -> dict[str, Any]:
     return out
 
 
+# the grid each selected role is chosen from (roles of the same family share it)
+SELECTED_FAMILY = {
+    "ul_pal_sel": "ul_pal",
+    "ce_sel": "ce",
+    "ce_efr_nll": "ce",
+    "ul_fnpal_sel": "ul_fnpal",
+    "ul_fnpal_rlr_sel": "ul_fnpal_rlr",
+}
+
+
+def grid_progress(res: Mapping, runs: Sequence, seed: int) -> dict[str, tuple[int, int]]:
+    """``{family: (finished, total)}``: how many runs of each knob grid (λ or s, the
+    family's λ = 0 run included) have finished ``seed``."""
+    out: dict[str, tuple[int, int]] = {}
+    for r in runs:
+        done, total = out.get(_family(r), (0, 0))
+        out[_family(r)] = (done + (seed in per_seed(res, r.name)), total + 1)
+    return out
+
+
+def selected_roles(
+    res: Mapping, runs: Sequence, seed: int
+) -> tuple[dict[str, Any], dict[str, tuple[int, int]]]:
+    """:func:`roles`, with every selected role whose grid has not finished on ``seed`` set to
+    ``None`` — a choice among part of a grid is not a selection, so the claims that use it stay
+    pending — and ``{family: (finished, total)}`` of those incomplete grids."""
+    sel = dict(roles(res, runs, seed))
+    prog = grid_progress(res, runs, seed)
+    partial = {f: dt for f, dt in prog.items() if dt[0] < dt[1]}
+    for role, fam in SELECTED_FAMILY.items():
+        if fam in partial:
+            sel[role] = None
+    return sel, partial
+
+
 def role_values(res: Mapping, role_runs: Mapping[str, Any]) -> dict[str, dict[str, dict]]:
     """``{role: {metric: {seed: value in points}}}`` for :func:`ul_jax.paper.verdicts.judge`."""
     out: dict[str, dict[str, dict]] = {}
@@ -200,7 +235,7 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
     one-line verdict of one terminal-phase setting."""
     from ul_jax.paper.suites import TP_SELECTION_SEED
 
-    sel = roles(res, runs, TP_SELECTION_SEED)
+    sel, partial = selected_roles(res, runs, TP_SELECTION_SEED)
     marks: dict[str, list[str]] = {}
     for role in ("ul_pal_sel", "ce_sel", "ce_efr_nll", "ul_fnpal_sel", "ul_fnpal_rlr_sel"):
         if sel.get(role) is not None:
@@ -288,8 +323,22 @@ def terminal_section(res: Mapping, runs: Sequence, seeds) -> tuple[str, str]:
         return "\n".join(rows + crow), PENDING
     if any(c.startswith("5") for c in claims):
         crow += ["", *ood_table(res, sel)]
+    waiting = sorted(
+        f
+        for f in partial
+        if partial[f][0] and any(SELECTED_FAMILY.get(r) == f for r in _claim_roles(claims))
+    )
+    if waiting:
+        note = ", ".join(
+            f"{VARIANT_LABEL.get(f, f)} {partial[f][0]} of {partial[f][1]}" for f in waiting
+        )
+        parts.append(f"selection pending: grid incomplete on seed {TP_SELECTION_SEED} ({note})")
     verdict = f"{phase}; " + "; ".join(parts) + f"; {status_line(res, runs)}"
     return "\n".join(rows + crow), verdict
+
+
+def _claim_roles(claims: Sequence[str]) -> set[str]:
+    return {x for c in claims for x in (RULES[c].a, RULES[c].b)}
 
 
 def ood_table(res: Mapping, sel: Mapping[str, Any]) -> list[str]:
@@ -434,7 +483,7 @@ def fig_terminal(res: Mapping, runs: Sequence, path: Path) -> str | None:
     un-augmented training accuracy (the terminal-phase check) and the test accuracy."""
     from ul_jax.paper.suites import TP_SELECTION_SEED
 
-    sel = roles(res, runs, TP_SELECTION_SEED)
+    sel, _ = selected_roles(res, runs, TP_SELECTION_SEED)
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     drawn = False
@@ -490,7 +539,7 @@ def fig_group_grad(res: Mapping, runs: Sequence, path: Path) -> str | None:
     on fitted examples (CE) shifts it toward the groups still being learned."""
     from ul_jax.paper.suites import TP_SELECTION_SEED
 
-    sel = roles(res, runs, TP_SELECTION_SEED)
+    sel, _ = selected_roles(res, runs, TP_SELECTION_SEED)
     shown = []
     for role in ("ce", "ce_sel", "ul_pal", "ul_pal_sel"):
         r = sel.get(role)
