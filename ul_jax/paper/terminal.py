@@ -34,7 +34,7 @@ from ul_jax.objectives import efr_feature_target_scale
 from ul_jax.paper.claims import PENDING
 from ul_jax.paper.figures import pyplot
 from ul_jax.paper.results import VARIANT_LABEL, fmt_num, fmt_pct, last_value, status_line
-from ul_jax.paper.verdicts import RULES, judge
+from ul_jax.paper.verdicts import RULES, judge, paired_difference
 
 TERMINAL_ACC = 0.99
 BATCH = 128
@@ -93,7 +93,8 @@ def _family(run) -> str:
 def per_seed(res: Mapping, name: str) -> dict[int, dict[str, Any]]:
     """``{seed: metrics}`` of the finished (``complete``) seeds of run ``name``: ``top1``,
     ``ece`` (test, fractions), ``ood`` (``{(set, score, "auroc" | "fpr95"): value}`` over
-    :data:`OOD_SETS` × :data:`OOD_SCORES`, ``None`` where not scored), ``mean_top1`` (mean test top-1 over the evaluations),
+    :data:`OOD_SETS` × :data:`OOD_SCORES`, ``None`` where not scored), ``mean_top1`` (mean
+    test top-1 over the evaluations),
     ``train_acc`` (un-augmented training accuracy at the end), ``val_top1``, ``val_nll``
     (validation loss; NLL for CE), ``feature_norm`` (test), ``test_loss``."""
     out: dict[int, dict[str, Any]] = {}
@@ -347,8 +348,6 @@ def ood_table(res: Mapping, sel: Mapping[str, Any]) -> list[str]:
     sets (mean over finished seeds), then the paired EFR − λ = 0 AUROC difference
     of each score with its 95 % interval. Descriptive: the pre-registered claim (5_ce / 5_ul)
     is the near-OOD MSP AUROC of the claim table alone."""
-    from ul_jax.paper.verdicts import paired_difference
-
     shown = []
     for role in ("ce", "ce_sel", "ul_pal", "ul_pal_sel"):
         r = sel.get(role)
